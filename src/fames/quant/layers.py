@@ -1,0 +1,142 @@
+"""Quantized Conv2d / Linear that compute in the integer domain of DESIGN.md section 1.
+
+``y = s_a * s_w[c] * sum_k mul(x_int, w_int) + bias``. With no multiplier attached, ``mul`` is exact
+and the sum is an ordinary convolution of the codes; `fames.emulation` attaches an approximate
+multiplier by setting ``layer.emulator`` (a callable ``(layer, x_int, w_int) -> accumulator``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fames.multipliers.formats import OperandFormat
+from fames.quant.lsq import LsqQuantizer, check_bits
+
+Emulator = Callable[["QuantLayer", torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class QuantLayer(nn.Module):
+    """Mixin holding the two quantizers and the integer-domain forward shared by conv and linear."""
+
+    w_quant: LsqQuantizer
+    a_quant: LsqQuantizer
+    emulator: Emulator | None
+
+    def _init_quant(self, w_bits: int, a_bits: int, a_signed: bool | None, per_channel: bool) -> None:
+        check_bits(w_bits, "w_bits")
+        check_bits(a_bits, "a_bits")
+        out_channels = self.weight.shape[0]
+        self.w_quant = LsqQuantizer(w_bits, signed=True, channels=out_channels if per_channel else None)
+        self.a_quant = LsqQuantizer(a_bits, signed=a_signed)
+        self.emulator = None
+        self.multiplier_name: str | None = None
+
+    @property
+    def w_bits(self) -> int:
+        return self.w_quant.bits
+
+    @property
+    def a_bits(self) -> int:
+        return self.a_quant.bits
+
+    @property
+    def operand_format(self) -> OperandFormat:
+        """The multiplier operand format this layer needs (activation x weight)."""
+        return OperandFormat(self.a_bits, self.a_quant.signed, self.w_bits, True)
+
+    def weight_codes(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w_int, s_w)``: integer weight codes (float dtype) and per-output-channel steps (shape (out,))."""
+        w_int, s_w = self.w_quant(self.weight)
+        return w_int, s_w.expand(self.weight.shape[0]) if s_w.dim() == 0 else s_w
+
+    def input_codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_int, s_a)``: integer activation codes (float dtype) and the scalar activation step."""
+        return self.a_quant(x)
+
+    def integer_op(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
+        """The exact integer accumulation ``sum_k x_k w_k`` (conv or matmul of codes)."""
+        raise NotImplementedError
+
+    def accumulate(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
+        """Accumulator with the attached multiplier (exact when no emulator is attached)."""
+        if self.emulator is None:
+            return self.integer_op(x_int, w_int)
+        return self.emulator(self, x_int, w_int)
+
+    def _scale_shape(self, acc: torch.Tensor) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_int, s_a = self.input_codes(x)
+        w_int, s_w = self.weight_codes()
+        acc = self.accumulate(x_int, w_int)
+        y = acc * (s_a * s_w).reshape(self._scale_shape(acc))
+        if self.bias is not None:
+            y = y + self.bias.reshape(self._scale_shape(acc))
+        return y
+
+
+class QConv2d(QuantLayer, nn.Conv2d):
+    """Quantized `nn.Conv2d` (grouped and depthwise included); build with `QConv2d.from_float`."""
+
+    @classmethod
+    def from_float(
+        cls, conv: nn.Conv2d, w_bits: int, a_bits: int, a_signed: bool | None = None, per_channel: bool = True
+    ) -> QConv2d:
+        if conv.padding_mode != "zeros":
+            raise ValueError(f"only zero padding is supported, got padding_mode={conv.padding_mode!r}")
+        layer = cls(
+            conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+            device=conv.weight.device, dtype=conv.weight.dtype,
+        )
+        with torch.no_grad():
+            layer.weight.copy_(conv.weight)
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)
+        layer._init_quant(w_bits, a_bits, a_signed, per_channel)
+        return layer
+
+    def integer_op(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x_int, w_int, None, self.stride, self.padding, self.dilation, self.groups)
+
+    def _scale_shape(self, acc: torch.Tensor) -> tuple[int, ...]:
+        return (1, -1, 1, 1)
+
+    def macs_per_sample(self, input_hw: tuple[int, int]) -> int:
+        """Multiplications per input sample for an input of spatial size `input_hw`."""
+        h, w = input_hw
+        kh, kw = self.kernel_size
+        oh = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
+        ow = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+        return oh * ow * self.out_channels * (self.in_channels // self.groups) * kh * kw
+
+
+class QLinear(QuantLayer, nn.Linear):
+    """Quantized `nn.Linear`; build with `QLinear.from_float`."""
+
+    @classmethod
+    def from_float(
+        cls, linear: nn.Linear, w_bits: int, a_bits: int, a_signed: bool | None = None, per_channel: bool = True
+    ) -> QLinear:
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                    device=linear.weight.device, dtype=linear.weight.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(linear.weight)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        layer._init_quant(w_bits, a_bits, a_signed, per_channel)
+        return layer
+
+    def integer_op(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
+        return F.linear(x_int, w_int)
+
+    def _scale_shape(self, acc: torch.Tensor) -> tuple[int, ...]:
+        return (*([1] * (acc.dim() - 1)), -1)
+
+    def macs_per_sample(self, input_hw: tuple[int, int] | None = None) -> int:
+        return self.in_features * self.out_features

@@ -1,0 +1,72 @@
+"""Quantized layers compute s_a * s_w * conv(x_int, w_int) + bias for every bitwidth and signedness."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fames.quant import QConv2d, QLinear, quantize_
+
+
+def reference_conv(layer: QConv2d, x: torch.Tensor) -> torch.Tensor:
+    x_int, s_a = layer.input_codes(x)
+    w_int, s_w = layer.weight_codes()
+    acc = F.conv2d(x_int.double(), w_int.double(), None, layer.stride, layer.padding, layer.dilation, layer.groups)
+    y = acc * (s_a.double() * s_w.double()).view(1, -1, 1, 1)
+    return y + layer.bias.double().view(1, -1, 1, 1) if layer.bias is not None else y
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("groups", [1, 2, 6])
+def test_conv_equals_integer_computation(bits, signed, groups):
+    conv = nn.Conv2d(6, 6, 3, padding=1, stride=2 if groups == 2 else 1, groups=groups)
+    x = torch.randn(4, 6, 9, 9)
+    x = x if signed else x.relu()
+    layer = QConv2d.from_float(conv, bits, bits, a_signed=signed)
+    layer.eval()
+    y = layer(x)
+    x_int, _ = layer.input_codes(x)
+    w_int, _ = layer.weight_codes()
+    lo_a, hi_a = layer.a_quant.code_range
+    assert torch.equal(x_int, x_int.round()) and x_int.min() >= lo_a and x_int.max() <= hi_a
+    assert w_int.min() >= -(2 ** (bits - 1)) and w_int.max() <= 2 ** (bits - 1) - 1
+    assert (x_int < 0).any() == signed
+    torch.testing.assert_close(y.double(), reference_conv(layer, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+@pytest.mark.parametrize("signed", [False, True])
+def test_linear_equals_integer_computation(bits, signed):
+    lin = nn.Linear(20, 7)
+    x = torch.randn(5, 20)
+    x = x if signed else x.relu()
+    layer = QLinear.from_float(lin, bits, bits, a_signed=signed).eval()
+    x_int, s_a = layer.input_codes(x)
+    w_int, s_w = layer.weight_codes()
+    ref = (x_int.double() @ w_int.double().T) * (s_a.double() * s_w.double()) + lin.bias.double()
+    torch.testing.assert_close(layer(x).double(), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_quantized_8bit_close_to_float():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 5))
+    x = torch.rand(16, 3, 8, 8)
+    ref = net(x)
+    quantize_(net, {"*": 8}, calibration=x)
+    err = (net(x) - ref).abs().max() / ref.abs().max()
+    assert err < 0.05
+
+
+def test_depthwise_and_per_tensor():
+    conv = nn.Conv2d(4, 4, 3, groups=4, bias=False)
+    layer = QConv2d.from_float(conv, 3, 5, per_channel=False).eval()
+    x = torch.rand(2, 4, 6, 6)
+    torch.testing.assert_close(layer(x).double(), reference_conv(layer, x), rtol=1e-5, atol=1e-5)
+    assert layer.w_quant.step.dim() == 0
+
+
+def test_operand_format_and_macs():
+    layer = QConv2d.from_float(nn.Conv2d(2, 4, 3, padding=1, groups=2), 2, 4)
+    layer(torch.rand(1, 2, 5, 5))
+    assert layer.operand_format.name == "u4xs2"
+    assert layer.macs_per_sample((5, 5)) == 5 * 5 * 4 * 1 * 9
