@@ -24,26 +24,29 @@ def test_ilp_matches_brute_force(seed, kind):
     rng = random.Random(seed)
     cands = [2, 3, 4, 8]
     layers = random_layers(rng, rng.randint(2, 5), cands)
-    lo = brute_force_allocation(layers, cands, float("inf"), kind)
-    total = {"avg_bits": lo.avg_bits, "size_kb": lo.size_kb, "bops": lo.bops}[kind]
-    budget = total * rng.uniform(0.3, 0.8)
-    ref = brute_force_allocation(layers, cands, budget, kind)
+    lo = brute_force_allocation(layers, cands, {kind: float("inf")})
+    totals = {"avg_bits": lo.avg_bits, "size_kb": lo.size_kb, "bops": lo.bops}
+    budgets = {kind: totals[kind] * rng.uniform(0.3, 0.8)}
+    if seed % 3 == 0:  # a second, simultaneous budget
+        other = "bops" if kind != "bops" else "avg_bits"
+        budgets[other] = totals[other] * rng.uniform(0.5, 0.9)
+    ref = brute_force_allocation(layers, cands, budgets)
     if ref is None:
         with pytest.raises(ValueError, match="no bit allocation fits"):
-            solve_allocation(layers, cands, budget, kind)
+            solve_allocation(layers, cands, budgets)
         return
-    got = solve_allocation(layers, cands, budget, kind)
+    got = solve_allocation(layers, cands, budgets)
     assert got.objective == pytest.approx(ref.objective, rel=1e-6, abs=1e-12)
 
 
 def test_fixed_and_errors():
     layers = random_layers(random.Random(0), 3, [2, 8])
-    got = solve_allocation(layers, [2, 8], 8, fixed={"l0": 8})
+    got = solve_allocation(layers, [2, 8], {"avg_bits": 8}, fixed={"l0": 8})
     assert got.bits["l0"] == 8
     with pytest.raises(ValueError, match="unknown layer"):
-        solve_allocation(layers, [2, 8], 8, fixed={"nope": 8})
+        solve_allocation(layers, [2, 8], {"avg_bits": 8}, fixed={"nope": 8})
     with pytest.raises(ValueError, match="budget kind"):
-        solve_allocation(layers, [2, 8], 8, kind="watts")
+        solve_allocation(layers, [2, 8], {"watts": 8})
 
 
 def test_hutchinson_trace_matches_exact_hessian():

@@ -22,10 +22,9 @@ def register(sub) -> None:
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="float checkpoint")
     p.add_argument("--candidates", default="2,3,4,8", help="allowed weight bits (default 2,3,4,8)")
-    budget = p.add_mutually_exclusive_group(required=True)
-    budget.add_argument("--avg-bits", type=float, help="max parameter-weighted average weight bits")
-    budget.add_argument("--size-kb", type=float, help="max weight memory in KiB")
-    budget.add_argument("--bops", type=float, help="max bit-operations per sample (MACs x w bits x a bits)")
+    p.add_argument("--avg-bits", type=float, help="max parameter-weighted average weight bits")
+    p.add_argument("--size-kb", type=float, help="max weight memory in KiB")
+    p.add_argument("--bops", type=float, help="max bit-operations per sample (MACs x w bits x a bits)")
     p.add_argument("--fix", default="", help="imposed bits, e.g. 'conv1=8,fc3=8'")
     p.add_argument("--min-act-bits", type=int, default=4, help="activation bits = max(weight bits, this)")
     p.add_argument("--samples", type=int, default=32, help="Hutchinson samples (default 32)")
@@ -55,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         if not value.strip().isdigit():
             raise UsageError(f"--fix {name}: bits must be an integer 2..8, got {value!r}")
         fixed[name.strip()] = int(value)
+    budgets = {k: v for k, v in (("avg_bits", args.avg_bits), ("size_kb", args.size_kb), ("bops", args.bops))
+               if v is not None}
+    if not budgets:
+        raise UsageError("give at least one budget: --avg-bits, --size-kb or --bops (several are combined)")
     model, header = load_checkpoint(args.checkpoint)
     if header.get("bits"):
         raise UsageError(f"{args.checkpoint} is already quantized: bit allocation starts from a float checkpoint")
@@ -63,13 +66,11 @@ def run(args: argparse.Namespace) -> int:
     bar = Progress("hessian trace", enabled=not args.quiet)
     infos = layer_infos(model, data.x, data.y, cands, samples=args.samples, seed=args.seed, progress=bar)
     bar.close()
-    kind, budget = next((k, v) for k, v in (("avg_bits", args.avg_bits), ("size_kb", args.size_kb),
-                                            ("bops", args.bops)) if v is not None)
     act = lambda b: max(b, args.min_act_bits)  # noqa: E731
-    alloc = solve_allocation(infos, candidates, budget, kind, fixed=fixed, act_bits=act)
+    alloc = solve_allocation(infos, candidates, budgets, fixed=fixed, act_bits=act)
     result = {
         "bits": alloc.config(min_act_bits=args.min_act_bits),
-        "budget": {"kind": kind, "value": budget},
+        "budgets": budgets,
         "avg_weight_bits": alloc.avg_bits, "size_kb": alloc.size_kb, "bops": alloc.bops,
         "objective": alloc.objective,
         "layers": [{"name": li.name, "params": li.params, "macs": li.macs, "hessian_trace": li.trace,

@@ -33,7 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
         module = _load(name)
         if module is not None:
             module.register(sub)
+    for subparser in sub.choices.values():
+        _add_verbosity(subparser)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser) -> None:
+    """-v/-q accepted after the subcommand too (and on nested subcommands)."""
+    if "-q" not in parser._option_string_actions:
+        parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+        parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only errors")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_verbosity(child)
 
 
 def _load(name: str):

@@ -6,6 +6,7 @@ import argparse
 import logging
 import shlex
 import sys
+import time
 from pathlib import Path
 
 from fames.errors import UsageError
@@ -79,8 +80,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=lr, seed=args.seed,
                       augment=not args.no_augment)
     bar = Progress(f"train {model_name}", enabled=not args.quiet)
+    started = time.perf_counter()
     history = train(model, dataset.train, dataset.val, cfg, state_path=state_path, progress=bar)
     bar.close()
+    train_seconds = time.perf_counter() - started
     test_acc, test_loss = evaluate(model, dataset.test)
     val_acc, _ = evaluate(model, dataset.val)
     meta = {
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         "test_accuracy": test_acc, "test_loss": test_loss,
         "float_test_accuracy": float_accuracy if args.init else test_acc,
         "parent": str(args.init) if args.init else None,
+        "train_seconds": train_seconds, "torch_threads": torch.get_num_threads(),
         "command": "fames " + shlex.join(sys.argv[1:]),
     }
     save_checkpoint(model, out, meta)

@@ -133,25 +133,28 @@ def _budget_row(layers: Sequence[LayerInfo], kind: str, bits: int, layer: LayerI
 
 
 def solve_allocation(
-    layers: Sequence[LayerInfo], candidates: Sequence[int], budget: float, kind: str = "avg_bits",
+    layers: Sequence[LayerInfo], candidates: Sequence[int], budgets: Mapping[str, float],
     fixed: Mapping[str, int] | None = None, act_bits: Callable[[int], int] = lambda b: b,
 ) -> Allocation:
-    """Choose bits per layer minimising total sensitivity under ``budget`` (ILP, HiGHS).
+    """Choose bits per layer minimising total sensitivity under every budget (ILP, HiGHS).
 
     Args:
         layers: per-layer infos (from `layer_infos`).
         candidates: allowed bit widths, e.g. (2, 3, 4, 8).
-        budget: bound on the budget quantity.
-        kind: 'avg_bits' (parameter-weighted mean weight bits), 'size_kb' (weights), or 'bops'
-            (bit-operations per sample, MACs x weight bits x activation bits).
+        budgets: ``{kind: bound}``, all enforced together; kinds are 'avg_bits' (parameter-weighted
+            mean weight bits), 'size_kb' (weights), 'bops' (bit-operations per sample, MACs x weight
+            bits x activation bits).
         fixed: layers whose bits are imposed, e.g. {'conv1': 8}.
         act_bits: activation bits as a function of weight bits (for 'bops').
 
     Raises:
-        ValueError: bad kind/candidates/fixed layer, or no allocation fits the budget.
+        ValueError: bad kind/candidates/fixed layer, or no allocation fits the budgets.
     """
-    if kind not in BUDGET_KINDS:
-        raise ValueError(f"unknown budget kind {kind!r}: expected one of {', '.join(BUDGET_KINDS)}")
+    if not budgets:
+        raise ValueError("give at least one budget (avg_bits, size_kb or bops)")
+    for kind in budgets:
+        if kind not in BUDGET_KINDS:
+            raise ValueError(f"unknown budget kind {kind!r}: expected one of {', '.join(BUDGET_KINDS)}")
     cands = sorted({check_bits(int(b), "candidate bits") for b in candidates})
     fixed = dict(fixed or {})
     names = [li.name for li in layers]
@@ -169,12 +172,16 @@ def solve_allocation(
     one_hot = np.zeros((len(layers), len(index)))
     for j, (i, _) in enumerate(index):
         one_hot[i, j] = 1
-    row = np.array([_budget_row(layers, kind, b, layers[i], act_bits) for i, b in index])
-    res = milp(cost, integrality=np.ones(len(index)), bounds=Bounds(0, 1),
-               constraints=[LinearConstraint(one_hot, 1, 1), LinearConstraint(row[None, :], -np.inf, budget)])
+    constraints = [LinearConstraint(one_hot, 1, 1)]
+    for kind, bound in budgets.items():
+        row = np.array([_budget_row(layers, kind, b, layers[i], act_bits) for i, b in index])
+        constraints.append(LinearConstraint(row[None, :], -np.inf, bound))
+    res = milp(cost, integrality=np.ones(len(index)), bounds=Bounds(0, 1), constraints=constraints)
     if res.status != 0 or res.x is None:
-        lowest = sum(min(_budget_row(layers, kind, b, li, act_bits) for b in o) for li, o in zip(layers, options))
-        raise ValueError(f"no bit allocation fits {kind} <= {budget:g} (the smallest possible is {lowest:.4g})")
+        lows = {k: sum(min(_budget_row(layers, k, b, li, act_bits) for b in o) for li, o in zip(layers, options))
+                for k in budgets}
+        wanted = ", ".join(f"{k} <= {v:g} (smallest possible {lows[k]:.4g})" for k, v in budgets.items())
+        raise ValueError(f"no bit allocation fits {wanted}")
     chosen = {layers[i].name: b for (i, b), v in zip(index, res.x) if v > 0.5}
     return _allocation(layers, chosen, float(cost @ np.round(res.x)), act_bits)
 
@@ -192,14 +199,14 @@ def _allocation(layers: Sequence[LayerInfo], bits: dict[str, int], objective: fl
 
 
 def brute_force_allocation(
-    layers: Sequence[LayerInfo], candidates: Sequence[int], budget: float, kind: str = "avg_bits",
+    layers: Sequence[LayerInfo], candidates: Sequence[int], budgets: Mapping[str, float],
     act_bits: Callable[[int], int] = lambda b: b,
 ) -> Allocation | None:
     """Exhaustive reference solver for small instances (tests)."""
     best: tuple[float, dict[str, int]] | None = None
     for combo in itertools.product(sorted(candidates), repeat=len(layers)):
-        used = sum(_budget_row(layers, kind, b, li, act_bits) for li, b in zip(layers, combo))
-        if used > budget + 1e-9:
+        if any(sum(_budget_row(layers, kind, b, li, act_bits) for li, b in zip(layers, combo)) > bound * (1 + 1e-9)
+               for kind, bound in budgets.items()):
             continue
         obj = sum(li.sensitivity(b) for li, b in zip(layers, combo))
         if best is None or obj < best[0] - 1e-12:

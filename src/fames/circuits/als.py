@@ -1,0 +1,287 @@
+"""Approximate logic synthesis (ALS) on a mapped gate netlist.
+
+Greedy search: each step replaces one internal net by constant 0/1 or by a similar net that is not in
+its fan-out (so no cycle), choosing the change with the least error increase per unit of area saved.
+Error is measured by exhaustive bit-parallel simulation (no tools); the cost proxy is the area of the
+cells still in the cone of the outputs once constant nets are propagated. The Pareto set of
+(area proxy, MRED) is written back as gate-level Verilog, to be characterised like any design.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fames.circuits import bitsim
+from fames.circuits.liberty import load_cells, to_verilog
+from fames.circuits.netlist import CONST0, CONST1, ONES, Netlist, parse_netlist
+from fames.circuits.synth import synthesize
+from fames.circuits.tools import find_liberty
+from fames.multipliers.formats import OperandFormat
+
+
+@dataclass(frozen=True)
+class AlsPoint:
+    """One netlist of the search: its substitutions, table, area proxy and errors."""
+
+    subst: tuple[tuple[str, str], ...]
+    table: np.ndarray
+    area: float
+    mred: float
+    med: float
+
+
+class _Search:
+    """Bit-parallel evaluation of the netlist under a substitution map ``net -> replacement``."""
+
+    def __init__(self, netlist: Netlist, fmt: OperandFormat):
+        self.nl, self.fmt = netlist, fmt
+        self.inputs = bitsim.input_words(fmt)
+        self.outputs = bitsim.output_nets(fmt)
+        self.n = bitsim.n_patterns(fmt)
+        self.exact = fmt.exact_table()
+        self.nz = self.exact != 0
+        self.inv = 1.0 / np.abs(np.where(self.nz, self.exact, 1))
+        self.driver = {net: g for g in netlist.gates for net in g.outputs.values()}
+        self.alias = dict(netlist.assigns)
+        self.consts = _consts(self.inputs)
+
+    def src(self, net: str, subst: dict[str, str]) -> str:
+        for _ in range(len(subst) + len(self.alias) + 1):
+            if net in subst:
+                net = subst[net]
+            elif net in self.alias:
+                net = self.alias[net]
+            else:
+                return net
+        raise ValueError(f"substitution loop at {net!r}")
+
+    def graph(self, subst: dict[str, str]) -> tuple[list[int], dict[str, list[int]]]:
+        """Topological gate order and net -> reader gates, with `subst` applied."""
+        gates = self.nl.gates
+        readers: dict[str, list[int]] = {}
+        for k, g in enumerate(gates):
+            for net in g.inputs.values():
+                readers.setdefault(self.src(net, subst), []).append(k)
+        index = {net: k for k, g in enumerate(gates) for net in g.outputs.values()}
+        order, state = [], [0] * len(gates)
+        for root in range(len(gates)):
+            if state[root]:
+                continue
+            stack = [(root, iter(gates[root].inputs.values()))]
+            state[root] = 1
+            while stack:
+                k, it = stack[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    stack.pop()
+                    state[k] = 2
+                    order.append(k)
+                    continue
+                dep = index.get(self.src(nxt, subst))
+                if dep is not None and state[dep] == 0:
+                    state[dep] = 1
+                    stack.append((dep, iter(gates[dep].inputs.values())))
+                elif dep is not None and state[dep] == 1:
+                    raise ValueError("substitution created a combinational loop")
+        return order, readers
+
+    def fanout(self, net: str, readers: dict[str, list[int]], rank: dict[int, int]) -> list[int]:
+        """Gates in the transitive fan-out of `net`, in topological order."""
+        seen, stack = set(), [net]
+        while stack:
+            for k in readers.get(stack.pop(), []):
+                if k not in seen:
+                    seen.add(k)
+                    stack.extend(self.nl.gates[k].outputs.values())
+        return sorted(seen, key=rank.__getitem__)
+
+    def simulate(self, subst: dict[str, str], order: list[int], base: dict | None = None) -> dict:
+        """Net values with `subst` applied, evaluating the gates of `order` (on top of `base`)."""
+        values = dict(base) if base is not None else {**self.inputs, **self.consts}
+        for k in order:
+            g = self.nl.gates[k]
+            cell = self.nl.cells[g.cell]
+            args = {f"v_{p}": values[self.src(n, subst)] for p, n in g.inputs.items()}
+            for pin, net in g.outputs.items():
+                values[net] = cell.evaluator(pin)(**args)
+        for net in self.outputs:
+            values[net] = (
+                values[self.src(net, subst)] if net in subst or net not in self.driver else values[net]
+            )
+        return values
+
+    def score(self, values: dict) -> tuple[np.ndarray, float, float]:
+        table = bitsim.decode_table(values, self.fmt)
+        err = np.abs(table - self.exact)
+        return table, float((err * self.inv)[self.nz].mean()), float(err.mean())
+
+    def live(self, values: dict, subst: dict[str, str]) -> tuple[float, list[str]]:
+        """Area proxy and the non-constant gate-output nets in the cone of the outputs."""
+        area, nets, seen = 0.0, [], set()
+        stack = [self.src(n, subst) for n in self.outputs]
+        while stack:
+            net = self.src(stack.pop(), subst)
+            g = self.driver.get(net)
+            if g is None or g.name in seen or _is_const(values[net]):
+                continue
+            seen.add(g.name)
+            area += self.nl.cells[g.cell].area
+            nets.extend(n for n in g.outputs.values() if n not in subst and not _is_const(values[n]))
+            stack.extend(g.inputs.values())
+        return area, nets
+
+
+def _consts(inputs: dict) -> dict:
+    n = len(next(iter(inputs.values())))
+    return {CONST0: np.zeros(n, np.uint64), CONST1: np.full(n, ONES, np.uint64)}
+
+
+def _is_const(words: np.ndarray) -> bool:
+    return bool(np.all(words == 0) or np.all(words == ONES))
+
+
+def search(
+    netlist: Netlist,
+    fmt: OperandFormat,
+    *,
+    max_steps: int = 60,
+    max_mred: float = 0.5,
+    max_candidates: int = 300,
+    similar: int = 2,
+    seed: int = 0,
+) -> list[AlsPoint]:
+    """Greedy ALS from `netlist`; every accepted step is returned (the first point is the input)."""
+    rng = np.random.default_rng(seed)
+    s = _Search(netlist, fmt)
+    subst: dict[str, str] = {}
+    order, readers = s.graph(subst)
+    values = s.simulate(subst, order)
+    table, mred, med = s.score(values)
+    area, nets = s.live(values, subst)
+    points = [AlsPoint((), table, area, mred, med)]
+    mask = np.uint64((1 << s.n) - 1) if s.n < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
+    for _ in range(max_steps):
+        if area <= 0:
+            break
+        rank = {k: r for r, k in enumerate(order)}
+        fanouts = {net: s.fanout(net, readers, rank) for net in nets}
+        cands = []
+        sources = list(s.inputs) + nets
+        matrix = np.stack([values[m] for m in sources]) if similar else None
+        for net in nets:
+            cands += [(net, CONST0), (net, CONST1)]
+            if matrix is None:
+                continue
+            blocked = {m for k in fanouts[net] for m in netlist.gates[k].outputs.values()} | {net}
+            dist = np.bitwise_count((matrix ^ values[net]) & mask).sum(axis=1)
+            ranked = [sources[j] for j in np.argsort(dist, kind="stable") if sources[j] not in blocked]
+            cands += [(net, m) for m in ranked[:similar]]
+        if len(cands) > max_candidates:
+            cands = [cands[j] for j in sorted(rng.choice(len(cands), max_candidates, replace=False))]
+        best = None
+        for net, rep in cands:
+            trial = {**subst, net: rep}
+            vals = s.simulate(trial, fanouts[net], values)
+            t_table, t_mred, t_med = s.score(vals)
+            t_area, _ = s.live(vals, trial)
+            saved = area - t_area
+            if saved <= 0 or t_mred > max_mred:
+                continue
+            key = ((max(t_mred - mred, 0.0) + 1e-9) / saved, -saved, net, rep)
+            if best is None or key < best[0]:
+                best = (key, trial, vals, t_table, t_mred, t_med, t_area)
+        if best is None:
+            break
+        _, subst, values, table, mred, med, area = best
+        order, readers = s.graph(subst)
+        _, nets = s.live(values, subst)
+        points.append(AlsPoint(tuple(subst.items()), table, area, mred, med))
+    return points
+
+
+def _hamming(x: np.ndarray, y: np.ndarray, n: int) -> int:
+    d = x ^ y
+    if n < 64:
+        d = d & np.uint64((1 << n) - 1)
+    return int(np.bitwise_count(d).sum())
+
+
+def pareto(points: list[AlsPoint]) -> list[AlsPoint]:
+    """Points not dominated in (area proxy, MRED), sorted by area descending."""
+    front = [
+        p
+        for p in points
+        if not any(
+            (q.area <= p.area and q.mred <= p.mred) and (q.area < p.area or q.mred < p.mred) for q in points
+        )
+    ]
+    unique = {(p.area, p.mred): p for p in sorted(front, key=lambda p: len(p.subst))}
+    return sorted(unique.values(), key=lambda p: (-p.area, p.mred))
+
+
+def to_verilog_module(netlist: Netlist, fmt: OperandFormat, subst: dict[str, str], top: str) -> str:
+    """Plain gate-level Verilog (one ``assign`` per cell output) of `netlist` with `subst` applied."""
+    s = _Search(netlist, fmt)
+    names: dict[str, str] = {k: k for k in s.inputs}
+    names.update({CONST0: "1'b0", CONST1: "1'b1"})
+    lines, wires = [], []
+    for g in netlist.gates:
+        outs = [n for n in g.outputs.values() if n not in subst]
+        if not outs:
+            continue
+        for net in outs:
+            names[net] = f"n{len(wires)}"
+            wires.append(names[net])
+    for g in netlist.gates:
+        cell = netlist.cells[g.cell]
+        pins = {p: names[s.src(n, subst)] for p, n in g.inputs.items()}
+        for pin, net in g.outputs.items():
+            if net not in subst:
+                lines.append(f"  assign {names[net]} = {to_verilog(cell.functions[pin], pins)};")
+    outs = [f"  assign {y} = {names[s.src(y, subst)]};" for y in s.outputs]
+    decl = f"  wire {', '.join(wires)};\n" if wires else ""
+    p = fmt.a_bits + fmt.w_bits
+    return (
+        f"module {top}(input [{fmt.a_bits - 1}:0] a, input [{fmt.w_bits - 1}:0] b, output [{p - 1}:0] y);\n"
+        + decl
+        + "\n".join(lines + outs)
+        + "\nendmodule\n"
+    )
+
+
+def als_variants(
+    design_verilog: str,
+    top: str,
+    fmt: OperandFormat,
+    *,
+    n_max: int = 8,
+    seed: int = 0,
+    max_mred: float = 0.5,
+    max_steps: int = 60,
+    max_candidates: int = 300,
+) -> list[tuple[str, str, np.ndarray, dict]]:
+    """Approximate variants of a design: up to `n_max` Pareto points (area proxy vs MRED), exact one excluded.
+
+    Returns:
+        ``[(verilog, top, table, params)]``; each Verilog computes its table exactly (verify with
+        `characterise(..., expected_table=table)`).
+    """
+    lib = find_liberty()
+    netlist = parse_netlist(synthesize(design_verilog, top, liberty=lib), load_cells(lib))
+    bitsim.check_ports(netlist, fmt)
+    points = search(
+        netlist, fmt, max_steps=max_steps, max_mred=max_mred, max_candidates=max_candidates, seed=seed
+    )
+    front = [p for p in pareto(points) if p.subst and p.mred > 0]
+    if len(front) > n_max:
+        picks = np.unique(np.linspace(0, len(front) - 1, n_max).round().astype(int))
+        front = [front[k] for k in picks]
+    out = []
+    for p in front:
+        name = f"{top}_als{len(p.subst)}"
+        verilog = to_verilog_module(netlist, fmt, dict(p.subst), name)
+        params = {"base": top, "steps": len(p.subst), "area_proxy": p.area, "mred": p.mred, "seed": seed}
+        out.append((verilog, name, p.table, params))
+    return out

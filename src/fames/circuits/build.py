@@ -1,0 +1,140 @@
+"""Build a multiplier library: generate designs (+ ALS variants), characterise them in parallel, keep
+the exact multiplier and the (energy, MRED) Pareto set per format, and save the library file.
+
+Resuming an interrupted build costs nothing extra: every characterisation is cached by content.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fames.circuits.characterise import CLOCK_NS, characterise
+from fames.errors import FamesError
+from fames.multipliers.appmul import AppMul
+from fames.multipliers.formats import OperandFormat
+from fames.multipliers.library import Library, save_library
+
+log = logging.getLogger(__name__)
+
+# square formats for both activation signednesses, plus the mixed formats of the reference models
+# (2- and 3-bit weights with 4-bit activations)
+DEFAULT_FORMATS = (
+    tuple(f"u{b}xs{b}" for b in range(2, 9)) + tuple(f"s{b}xs{b}" for b in range(2, 9)) + ("u4xs2", "u4xs3")
+)
+
+Progress = Callable[[int, int, str], None]  # (done, total, name of the item just finished)
+
+
+def _als_steps(fmt: OperandFormat) -> int:
+    return 40 if fmt.a_bits + fmt.w_bits <= 10 else 20
+
+
+def _als_job(item: tuple[str, str, str, int, int]) -> list[tuple[str, str, np.ndarray, dict]]:
+    from fames.circuits.als import als_variants
+
+    verilog, top, fmt_name, n_max, seed = item
+    fmt = OperandFormat.parse(fmt_name)
+    steps = _als_steps(fmt)
+    return als_variants(verilog, top, fmt, n_max=n_max, seed=seed, max_steps=steps, max_candidates=150)
+
+
+def _char_job(item: tuple[str, str, str, list, float]) -> tuple[str, dict | None, str | None]:
+    top, verilog, fmt_name, table, clock_ns = item
+    fmt = OperandFormat.parse(fmt_name)
+    try:
+        hw, _, _ = characterise(verilog, top, fmt, clock_ns=clock_ns, expected_table=np.asarray(table))
+    except (FamesError, ValueError, RuntimeError) as exc:
+        return top, None, f"{type(exc).__name__}: {exc}"
+    return top, hw.to_dict(), None
+
+
+def _run(fn, items: list, jobs: int, progress: Progress | None, names: list[str]) -> list:
+    """Map `fn` over `items` (in a process pool when jobs > 1), results in input order."""
+    results: list[Any] = [None] * len(items)
+    if jobs <= 1:
+        for k, item in enumerate(items):
+            results[k] = fn(item)
+            if progress:
+                progress(k + 1, len(items), names[k])
+        return results
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(fn, item): k for k, item in enumerate(items)}
+        from concurrent.futures import as_completed
+
+        for done, fut in enumerate(as_completed(futures), 1):
+            k = futures[fut]
+            results[k] = fut.result()
+            if progress:
+                progress(done, len(items), names[k])
+    return results
+
+
+def candidate_designs(fmt: OperandFormat) -> list:
+    """Generator designs of `fmt` (exact first; 2x2 simplifications too for 2x2 formats), unique names."""
+    from fames.circuits.generators import enumerate_2x2, enumerate_designs
+
+    designs = list(enumerate_designs(fmt))
+    if fmt.a_bits == 2 and fmt.w_bits == 2:
+        designs += list(enumerate_2x2(fmt))
+    unique: dict[str, Any] = {}
+    for d in designs:
+        unique.setdefault(d.name, d)
+    return list(unique.values())
+
+
+def build_library(
+    formats: Sequence[OperandFormat | str] = DEFAULT_FORMATS,
+    out_path: str | Path | None = None,
+    jobs: int = 2,
+    *,
+    als: bool = True,
+    als_n_max: int = 4,
+    metric: str = "mred",
+    clock_ns: float = CLOCK_NS,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> Library:
+    """Generate, characterise and prune multipliers of every format; save to `out_path` when given.
+
+    Raises:
+        FamesError: listing the designs whose circuit did not match their table (never silently dropped).
+    """
+    fmts = [f if isinstance(f, OperandFormat) else OperandFormat.parse(f) for f in formats]
+    per_fmt = {fmt.name: candidate_designs(fmt) for fmt in fmts}
+    items: list[tuple[OperandFormat, str, str, str, np.ndarray, dict]] = []
+    for fmt in fmts:
+        for d in per_fmt[fmt.name]:
+            items.append((fmt, d.name, d.family, d.verilog, np.asarray(d.table), dict(d.params)))
+    if als:
+        exacts = [next(d for d in per_fmt[f.name] if d.family == "exact") for f in fmts]
+        als_items = [(d.verilog, d.top, d.fmt.name, als_n_max, seed) for d in exacts]
+        variants = _run(_als_job, als_items, jobs, progress, [f"ALS {d.name}" for d in exacts])
+        for fmt, base, found in zip(fmts, exacts, variants, strict=True):
+            for k, (verilog, top, table, params) in enumerate(found):
+                name = f"{base.name}_als{k}"
+                verilog = verilog.replace(f"module {top}(", f"module {name}(", 1)
+                items.append((fmt, name, "als", verilog, table, params))
+    jobs_in = [
+        (name, verilog, fmt.name, table.tolist(), clock_ns) for fmt, name, _, verilog, table, _ in items
+    ]
+    results = _run(_char_job, jobs_in, jobs, progress, [it[1] for it in items])
+    failures = [f"{top}: {err}" for top, _, err in results if err]
+    if failures:
+        raise FamesError(f"{len(failures)} design(s) failed characterisation: " + "; ".join(failures[:5]))
+    from fames.multipliers.appmul import HardwareFigures
+
+    muls = [
+        AppMul(name, fmt, table, HardwareFigures.from_dict(hw), family, params, verilog)
+        for (fmt, name, family, verilog, table, params), (_, hw, _) in zip(items, results, strict=True)
+    ]
+    lib = Library(muls).prune_pareto(metric)
+    log.info("library: %d of %d characterised multipliers kept", len(lib), len(muls))
+    if out_path is not None:
+        save_library(lib, out_path)
+    return lib

@@ -1,0 +1,152 @@
+"""`select`: the whole FAMES flow in one call (counting -> estimates -> ILP -> budget search)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
+from fames.selection.budget import BudgetResult, DropBound, ParetoPoint, search_budget
+from fames.selection.evaluate import ApplyFn, default_apply, make_evaluator
+from fames.selection.ilp import build_problem
+from fames.sensitivity.counting import counting_matrices
+from fames.sensitivity.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, layer_sensitivities, sensitivity_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Selection:
+    """Result of `select`.
+
+    Attributes:
+        assignment: ``{layer: multiplier name}`` for every quantized layer (apply with `approximate_`).
+        energy: `EnergyReport` of the assignment (multiplier and MAC energy, reductions).
+        reduction_pct: multiplier-energy reduction against exact multipliers at the same bit widths.
+        estimated_dl: summed estimate of the mean calibration-loss change.
+        base_accuracy / accuracy: validation top-1 (percent) of the exact and the selected model.
+        drop: paired drop bound on the validation split (None when nothing approximate was chosen).
+        tau: the ILP bound of the choice (None for the exact fallback).
+        estimator: estimator used.
+        explanation: how the choice was made and how sure it is.
+        pareto: the tau sweep front (energy, estimated dL, measured accuracy where evaluated).
+        layer_sensitivity: AppMul-independent per-layer score.
+        evaluations: full emulated evaluations run.
+        timings: seconds per stage (counting, estimation, ilp_sweep, evaluation, total).
+    """
+
+    assignment: dict[str, str]
+    energy: EnergyReport
+    reduction_pct: float
+    estimated_dl: float
+    base_accuracy: float
+    accuracy: float
+    drop: DropBound | None
+    tau: float | None
+    estimator: str
+    explanation: str
+    pareto: list[ParetoPoint]
+    layer_sensitivity: dict[str, float]
+    evaluations: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def select(
+    model: nn.Module,
+    library,
+    calibration: tuple[torch.Tensor, torch.Tensor],
+    validation: tuple[torch.Tensor, torch.Tensor],
+    max_accuracy_drop: float = 1.0,
+    estimator: str = DEFAULT_ESTIMATOR,
+    *,
+    groups: int = 256,
+    pad_taps: bool = True,
+    confidence: float = 0.8,
+    n_taus: int = 40,
+    max_evaluations: int = 8,
+    batch_size: int = 256,
+    apply_fn: ApplyFn | None = None,
+    seed: int = 0,
+) -> Selection:
+    """Pick a multiplier per quantized layer: least multiplier energy within an accuracy budget.
+
+    Args:
+        model: quantized model (`fames.quant.quantize_`), trained; left with exact multipliers.
+        library: `Library` of AppMuls with hardware figures (uncharacterised entries are skipped).
+        calibration: ``(x, y)`` for the counting pass (one forward/backward over it).
+        validation: ``(x, y)`` held out for the measured evaluations of the budget search.
+        max_accuracy_drop: budget in top-1 percentage points.
+        estimator: a key of `fames.sensitivity.ESTIMATORS`.
+        groups: micro-batch groups of the per-sample counting matrices.
+        pad_taps: padding convention shared by counting and emulation.
+        confidence: one-sided level of the paired-drop bound that must stay within the budget.
+        n_taus: size of the tau sweep.
+        max_evaluations: approximate candidates evaluated at most.
+        batch_size: batch size of the counting and evaluation passes.
+        apply_fn: ``(model, assignment, library)``; default `approximate_` with `pad_taps`.
+        seed: bootstrap seed.
+
+    Returns:
+        A `Selection`.
+
+    Raises:
+        ValueError: unknown estimator, negative budget, or a layer without candidates.
+
+    Example:
+        >>> # sel = fames.select(qnet, builtin_library(), (x_cal, y_cal), (x_val, y_val), 1.0)
+        >>> # approximate_(qnet, sel.assignment, lib); sel.reduction_pct
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    if max_accuracy_drop < 0:
+        raise ValueError(f"max_accuracy_drop must be >= 0 points, got {max_accuracy_drop}")
+    apply_fn = apply_fn or default_apply(pad_taps)
+    t0 = time.perf_counter()
+    apply_fn(model, {}, library)  # count at the exact model
+    counts = counting_matrices(model, calibration, groups=groups, pad_taps=pad_taps, batch_size=batch_size)
+    t_count = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    characterised = [m for m in library if m.hardware is not None]
+    if len(characterised) < len(list(library)):
+        log.warning("skipping %d multipliers without hardware figures",
+                    len(list(library)) - len(characterised))
+    table = sensitivity_table(counts, characterised, estimator)
+    for layer, cands in table.items():
+        if not cands:
+            fmt = counts.layers[layer].fmt.name
+            raise ValueError(f"layer {layer!r} ({fmt}) has no characterised multiplier in the library")
+    t_est = time.perf_counter() - t1
+
+    macs = count_macs(model, validation[0][:1])
+    specs = layer_specs(model)
+    problem = build_problem(macs, table, library)
+    budget: BudgetResult = search_budget(
+        model, library, problem, make_evaluator(*validation, batch_size=batch_size), max_accuracy_drop,
+        confidence=confidence, n_taus=n_taus, max_evaluations=max_evaluations, apply_fn=apply_fn, seed=seed,
+    )
+    energy = model_energy(macs, budget.assignment, library, specs)
+    chosen = budget.chosen
+    timings = {"counting": t_count, "estimation": t_est,
+               **{k: v for k, v in budget.timings.items() if k != "total"}}
+    timings["total"] = time.perf_counter() - t0
+    return Selection(
+        assignment=budget.assignment,
+        energy=energy,
+        reduction_pct=energy.reduction_pct,
+        estimated_dl=chosen.estimated_dl if chosen else 0.0,
+        base_accuracy=budget.base_accuracy,
+        accuracy=chosen.accuracy if chosen and chosen.accuracy is not None else budget.base_accuracy,
+        drop=chosen.measured if chosen else None,
+        tau=chosen.tau if chosen else None,
+        estimator=estimator,
+        explanation=budget.explanation,
+        pareto=budget.points,
+        layer_sensitivity=layer_sensitivities(counts),
+        evaluations=budget.evaluations,
+        timings=timings,
+    )

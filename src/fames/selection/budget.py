@@ -1,0 +1,238 @@
+"""From an accuracy budget (points of top-1) to the ILP bound tau, with few measured evaluations.
+
+1. Sweep tau over a grid (0 plus a geometric grid up to the largest reachable estimated loss change)
+   and solve the ILP at each: cheap, and it gives the (energy, estimated dL) Pareto front.
+2. The distinct assignments of the sweep, ordered by tau, have non-increasing energy. Bisect over them
+   with full emulated evaluations on the validation split, assuming the measured drop grows with tau.
+3. Decision rule (documented margin): a candidate is accepted when the upper `confidence` bound
+   (default 80 %, one-sided) of its **paired** accuracy drop against the exact model on the same images
+   is at most the budget. The bound comes from a paired bootstrap of the per-image differences
+   ``d_i = correct_exact_i - correct_approx_i`` (McNemar's setting: only discordant images matter).
+   ``prob_within_budget`` (bootstrap share of drops <= budget) says how sure the answer is.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from torch import nn
+
+from fames.selection.evaluate import ApplyFn, Evaluator, default_apply
+from fames.selection.ilp import IlpSolution, KnapsackProblem, solve_knapsack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DropBound:
+    """Paired accuracy drop (percentage points) of a candidate against the exact model.
+
+    Attributes:
+        drop_pts: measured drop ``acc_exact - acc_approx``.
+        upper_pts: one-sided upper `confidence` bound of the drop (paired bootstrap).
+        confidence: level of `upper_pts`.
+        prob_within_budget: bootstrap probability that the true drop is within the budget.
+        n: images; n_worse / n_better: discordant images the approximation gets wrong / right.
+    """
+
+    drop_pts: float
+    upper_pts: float
+    confidence: float
+    prob_within_budget: float
+    n: int
+    n_worse: int
+    n_better: int
+
+
+def paired_drop(base_correct: np.ndarray, new_correct: np.ndarray, budget_pts: float = 1.0,
+                confidence: float = 0.8, n_boot: int = 4000, seed: int = 0) -> DropBound:
+    """Paired-bootstrap bound on the accuracy drop over the same images.
+
+    Args:
+        base_correct: per-image correctness of the exact model (bool).
+        new_correct: per-image correctness of the approximate model, same images.
+        budget_pts: budget used for `prob_within_budget`.
+        confidence: one-sided level of the upper bound, in (0, 1).
+        n_boot: bootstrap resamples (resampling the three outcome counts is exact and cheap).
+        seed: RNG seed.
+
+    Returns:
+        A `DropBound`.
+
+    Raises:
+        ValueError: different lengths, no images, or `confidence` outside (0, 1).
+    """
+    base, new = np.asarray(base_correct, bool), np.asarray(new_correct, bool)
+    if base.shape != new.shape or base.size == 0:
+        raise ValueError(
+            f"need two non-empty correctness arrays of one shape, got {base.shape} and {new.shape}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    n = base.size
+    worse, better = int((base & ~new).sum()), int((~base & new).sum())
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, [worse / n, better / n, 1.0 - (worse + better) / n], size=n_boot)
+    drops = 100.0 * (counts[:, 0] - counts[:, 1]) / n
+    return DropBound(100.0 * (worse - better) / n, float(np.quantile(drops, confidence)), confidence,
+                     float((drops <= budget_pts + 1e-12).mean()), n, worse, better)
+
+
+@dataclass
+class ParetoPoint:
+    """One distinct ILP solution of the tau sweep.
+
+    Attributes:
+        tau: smallest swept tau giving this assignment.
+        assignment: ``{layer: multiplier name}``.
+        energy_pj: multiplier energy per sample (ILP objective).
+        reduction_pct: multiplier-energy reduction against the exact assignment.
+        estimated_dl: summed estimate of the loss change.
+        measured: paired drop on the validation split, when evaluated.
+        accuracy: validation accuracy (percent), when evaluated.
+        accepted: decision of the budget rule, when evaluated.
+    """
+
+    tau: float
+    assignment: dict[str, str]
+    energy_pj: float
+    reduction_pct: float
+    estimated_dl: float
+    measured: DropBound | None = None
+    accuracy: float | None = None
+    accepted: bool | None = None
+
+
+@dataclass
+class BudgetResult:
+    """Outcome of the budget search.
+
+    Attributes:
+        assignment: chosen ``{layer: multiplier name}`` (all exact when nothing passed).
+        chosen: its `ParetoPoint` (None for the exact fallback).
+        points: the whole sweep front, ordered by tau.
+        base_accuracy: validation accuracy of the exact model (percent).
+        evaluations: full emulated evaluations run (the exact baseline included).
+        explanation: how the choice was made.
+        timings: seconds per stage (``ilp_sweep``, ``evaluation``, ``total``).
+    """
+
+    assignment: dict[str, str]
+    chosen: ParetoPoint | None
+    points: list[ParetoPoint]
+    base_accuracy: float
+    evaluations: int
+    explanation: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def tau_grid(problem: KnapsackProblem, n_taus: int = 40) -> np.ndarray:
+    """0 plus a geometric grid from the smallest positive risk to the largest reachable total risk."""
+    hi = problem.tau_range()[1]
+    pos = np.concatenate([r[r > 0] for r in problem.risk]) if problem.risk else np.zeros(0)
+    if hi <= 0 or pos.size == 0:
+        return np.array([0.0])
+    lo = max(float(pos.min()), hi * 1e-6)
+    return np.unique(np.concatenate([[0.0], np.geomspace(lo, hi, max(n_taus - 1, 1))]))
+
+
+def sweep(problem: KnapsackProblem, taus: np.ndarray) -> list[tuple[float, IlpSolution]]:
+    """Distinct ILP solutions over `taus` (ascending), the all-exact assignment left out."""
+    seen, out = {tuple(problem.exact)}, []
+    for tau in taus:
+        sol = solve_knapsack(problem, float(tau))
+        key = tuple(sol.choice)
+        if key not in seen:
+            seen.add(key)
+            out.append((float(tau), sol))
+    return out
+
+
+def search_budget(
+    model: nn.Module,
+    library,
+    problem: KnapsackProblem,
+    evaluator: Evaluator,
+    budget_pts: float = 1.0,
+    *,
+    confidence: float = 0.8,
+    n_taus: int = 40,
+    max_evaluations: int = 8,
+    apply_fn: ApplyFn | None = None,
+    seed: int = 0,
+) -> BudgetResult:
+    """Largest-saving ILP solution whose measured validation drop passes the budget rule.
+
+    Args:
+        model: the quantized model; left with exact multipliers on return.
+        library: the `Library` the assignment names refer to.
+        problem: knapsack candidates (`build_problem`).
+        evaluator: ``model -> per-sample correctness`` on the validation split.
+        budget_pts: allowed top-1 drop in percentage points.
+        confidence: one-sided level of the drop's upper bound used to accept.
+        n_taus: tau grid size of the sweep.
+        max_evaluations: evaluations of approximate candidates at most (the exact baseline is extra).
+        apply_fn: ``(model, assignment, library)`` applying multipliers in place; default `approximate_`.
+        seed: bootstrap seed.
+
+    Returns:
+        A `BudgetResult`.
+
+    Raises:
+        ValueError: negative budget or `max_evaluations` < 1.
+    """
+    if budget_pts < 0:
+        raise ValueError(f"budget must be >= 0 points, got {budget_pts}")
+    if max_evaluations < 1:
+        raise ValueError(f"max_evaluations must be >= 1, got {max_evaluations}")
+    apply_fn = apply_fn or default_apply()
+    t0 = time.perf_counter()
+    ref_cost = problem.choice_cost(problem.exact)[0]
+    sols = sweep(problem, tau_grid(problem, n_taus))
+    points = [ParetoPoint(tau, s.assignment, s.cost, _reduction(s.cost, ref_cost), s.risk) for tau, s in sols]
+    t_sweep = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    apply_fn(model, {}, library)
+    base = np.asarray(evaluator(model), bool)
+    base_acc = 100.0 * float(base.mean())
+    evaluations, lo, hi = 1, -1, len(points)
+    try:
+        while hi - lo > 1 and evaluations - 1 < max_evaluations:
+            mid = (lo + hi) // 2
+            p = points[mid]
+            apply_fn(model, p.assignment, library)
+            correct = np.asarray(evaluator(model), bool)
+            evaluations += 1
+            p.measured = paired_drop(base, correct, budget_pts, confidence, seed=seed)
+            p.accuracy = 100.0 * float(correct.mean())
+            p.accepted = p.measured.upper_pts <= budget_pts
+            log.info("tau=%.4g reduction=%.2f%% drop=%.2f (upper %.2f) -> %s", p.tau, p.reduction_pct,
+                     p.measured.drop_pts, p.measured.upper_pts, "accept" if p.accepted else "reject")
+            if p.accepted:
+                lo = mid
+            else:
+                hi = mid
+    finally:
+        apply_fn(model, {}, library)
+    t_eval = time.perf_counter() - t1
+    timings = {"ilp_sweep": t_sweep, "evaluation": t_eval, "total": time.perf_counter() - t0}
+    if lo < 0:
+        why = ("no approximate assignment passed the budget rule "
+               f"(upper {confidence:.0%} bound of the paired drop <= {budget_pts} pt); "
+               "keeping exact multipliers"
+               if points else "the sweep found no approximate assignment; keeping exact multipliers")
+        return BudgetResult({k: problem.options[i][problem.exact[i]] for i, k in enumerate(problem.layers)},
+                            None, points, base_acc, evaluations, why, timings)
+    chosen = points[lo]
+    why = (f"tau={chosen.tau:.4g}: measured drop {chosen.measured.drop_pts:.2f} pt, upper "
+           f"{confidence:.0%} bound {chosen.measured.upper_pts:.2f} pt <= budget {budget_pts} pt "
+           f"(P(drop <= budget) ~ {chosen.measured.prob_within_budget:.2f}); "
+           f"{evaluations} evaluations over {len(points)} distinct solutions")
+    return BudgetResult(dict(chosen.assignment), chosen, points, base_acc, evaluations, why, timings)
+
+
+def _reduction(cost: float, ref: float) -> float:
+    return 100.0 * (1.0 - cost / ref) if ref > 0 else 0.0

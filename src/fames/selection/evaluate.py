@@ -1,0 +1,88 @@
+"""Model evaluation on tensors: per-sample correctness and loss (what the budget search and GA need)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Evaluator = Callable[[nn.Module], np.ndarray]
+ApplyFn = Callable[[nn.Module, Mapping[str, str], object], object]
+
+
+@dataclass
+class EvalResult:
+    """Per-sample results of one evaluation.
+
+    Attributes:
+        correct: bool array, top-1 prediction equals the label.
+        loss: float array, per-sample cross-entropy.
+    """
+
+    correct: np.ndarray
+    loss: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        """Top-1 accuracy in percent."""
+        return 100.0 * float(self.correct.mean()) if self.correct.size else 0.0
+
+
+def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> EvalResult:
+    """Batched eval-mode forward pass (mode restored afterwards).
+
+    Args:
+        model: any classifier returning logits.
+        x: inputs.
+        y: integer labels.
+        batch_size: samples per forward pass.
+
+    Returns:
+        An `EvalResult`.
+
+    Raises:
+        ValueError: when `x` and `y` differ in length or `batch_size` < 1.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    was_training = model.training
+    model.eval()
+    correct, losses = [], []
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                logits = model(x[i : i + batch_size])
+                yb = y[i : i + batch_size]
+                correct.append((logits.argmax(dim=1) == yb).cpu().numpy())
+                losses.append(F.cross_entropy(logits, yb, reduction="none").cpu().double().numpy())
+    finally:
+        model.train(was_training)
+    if not correct:
+        return EvalResult(np.zeros(0, dtype=bool), np.zeros(0))
+    return EvalResult(np.concatenate(correct), np.concatenate(losses))
+
+
+def make_evaluator(x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> Evaluator:
+    """An evaluator ``model -> per-sample correctness`` over fixed data (the validation split)."""
+
+    def evaluator(model: nn.Module) -> np.ndarray:
+        return evaluate_model(model, x, y, batch_size).correct
+
+    return evaluator
+
+
+def default_apply(pad_taps: bool = True) -> ApplyFn:
+    """`fames.emulation.api.approximate_` with the given padding convention (imported lazily)."""
+
+    def apply(model: nn.Module, assignment: Mapping[str, str], library: object) -> object:
+        from fames.emulation.api import approximate_
+
+        return approximate_(model, assignment, library, pad_taps=pad_taps)
+
+    return apply

@@ -1,0 +1,106 @@
+"""End to end on sklearn digits: tiny quantized CNN trained in the test, truncation-like AppMuls."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import fames
+from fames.emulation.api import approximate_
+from fames.energy import count_macs, layer_specs, model_energy
+from fames.multipliers import AppMul, HardwareFigures, OperandFormat
+from fames.multipliers.library import Library
+from fames.quant import quantize_
+from fames.selection.evaluate import evaluate_model
+
+
+def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> None:
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), 64):
+            idx = perm[i : i + 64]
+            opt.zero_grad()
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    model.eval()
+
+
+def _library(formats: list[OperandFormat]) -> Library:
+    lib = Library()
+    for fmt in formats:
+        e0 = 0.01 * fmt.a_bits * fmt.w_bits
+        hw = lambda e: HardwareFigures(1.0, 1.0, e * 100, e, clock_ns=10.0)  # noqa: E731
+        lib.add(AppMul.exact(fmt, hardware=hw(e0)))
+        exact = fmt.exact_table()
+        for k in (1, 2, 3):  # truncate the k low product bits
+            lib.add(AppMul(f"{fmt.name}_trunc{k}", fmt, (exact >> k) << k, hardware=hw(e0 * (1 - 0.15 * k)),
+                           family="truncation"))
+    return lib
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    from fames.data import load_digits_dataset
+
+    data = load_digits_dataset()
+    model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+    _train(model, data.train.x, data.train.y, epochs=4, lr=1e-2)
+    quantize_(model, {"0": 4, "2": {"w": 3, "a": 3}, "5": 4}, calibration=data.train.x[:256])
+    _train(model, data.train.x, data.train.y, epochs=2, lr=2e-3)
+    fmts = sorted({spec.fmt for spec in layer_specs(model).values()}, key=lambda f: f.name)
+    return model, data, _library(fmts)
+
+
+def test_select_end_to_end(setup) -> None:
+    model, data, lib = setup
+    cal = (data.train.x[:256], data.train.y[:256])
+    val = (data.val.x, data.val.y)
+    base = evaluate_model(model, *val).accuracy
+    assert base > 80.0
+    sel = fames.select(model, lib, cal, val, max_accuracy_drop=2.0, groups=64, max_evaluations=5)
+    assert set(sel.assignment) == {"0", "2", "5"}
+    assert sel.base_accuracy == pytest.approx(base)
+    assert 0.0 <= sel.reduction_pct < 100.0
+    assert sel.energy.mac_reduction_pct <= sel.reduction_pct
+    assert sel.pareto and sel.evaluations <= 6
+    assert {"counting", "estimation", "ilp_sweep", "evaluation", "total"} <= set(sel.timings)
+    macs = count_macs(model, val[0][:1])
+    rep = model_energy(macs, sel.assignment, lib, layer_specs(model))
+    assert rep.reduction_pct == pytest.approx(sel.reduction_pct)
+    # the measured accuracy is reproducible with the real emulation
+    approximate_(model, sel.assignment, lib)
+    again = evaluate_model(model, *val).accuracy
+    approximate_(model, {}, lib)
+    assert again == pytest.approx(sel.accuracy)
+    if sel.drop is not None:
+        assert sel.drop.upper_pts <= 2.0
+        assert sel.reduction_pct > 0
+    assert evaluate_model(model, *val).accuracy == pytest.approx(base)  # model left exact
+
+
+def test_estimates_track_measured_loss(setup) -> None:
+    model, data, lib = setup
+    cal = (data.train.x[:512], data.train.y[:512])
+    counts = fames.sensitivity.counting_matrices(model, cal, groups=512)
+    table = fames.sensitivity.sensitivity_table(counts, lib, "fisher")
+    base = evaluate_model(model, *cal).loss.mean()
+    est, meas = [], []
+    for layer, cands in table.items():
+        for name, value in cands.items():
+            if lib.get(name).is_exact:
+                continue
+            approximate_(model, {layer: name}, lib)
+            meas.append(evaluate_model(model, *cal).loss.mean() - base)
+            est.append(value)
+    approximate_(model, {}, lib)
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    spearman = np.corrcoef(rank(est), rank(meas))[0, 1]
+    assert spearman > 0.5

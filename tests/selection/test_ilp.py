@@ -1,0 +1,70 @@
+"""ILP vs brute-force enumeration on small random multiple-choice knapsacks."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from fames.multipliers import AppMul, HardwareFigures, OperandFormat
+from fames.multipliers.library import Library
+from fames.selection.ilp import KnapsackProblem, build_problem, solve_knapsack
+
+
+def _random_problem(rng: np.random.Generator, n_layers: int) -> KnapsackProblem:
+    options, cost, risk, exact = [], [], [], []
+    for _ in range(n_layers):
+        k = int(rng.integers(1, 5))
+        c = rng.uniform(0.1, 1.0, size=k)
+        r = rng.normal(0.5, 1.0, size=k)  # negative estimates included
+        e = int(rng.integers(0, k))
+        c[e], r[e] = 1.5, 0.0  # exact: most expensive, no risk
+        options.append([f"m{i}" for i in range(k)])
+        cost.append(c)
+        risk.append(r)
+        exact.append(e)
+    return KnapsackProblem([f"l{i}" for i in range(n_layers)], options, cost, risk, exact)
+
+
+def _brute(problem: KnapsackProblem, tau: float) -> float | None:
+    best = None
+    for choice in itertools.product(*[range(len(o)) for o in problem.options]):
+        cost, risk = problem.choice_cost(choice)
+        if risk <= tau + 1e-9 and (best is None or cost < best):
+            best = cost
+    return best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_matches_brute_force(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    problem = _random_problem(rng, int(rng.integers(1, 5)))
+    lo, hi = problem.tau_range()
+    for tau in np.linspace(lo - 0.5, hi + 0.5, 7):
+        sol = solve_knapsack(problem, float(tau))
+        want = _brute(problem, float(tau))
+        if want is None:
+            assert not sol.optimal and "infeasible" in sol.message
+            assert sol.choice == problem.exact
+        else:
+            assert sol.optimal
+            assert sol.cost == pytest.approx(want, rel=1e-7, abs=1e-9)
+            assert sol.risk <= tau + 1e-6
+
+
+def test_build_problem_from_library() -> None:
+    fmt = OperandFormat.parse("u2xs2")
+    hw = lambda e: HardwareFigures(1.0, 1.0, 1.0, e, 10.0)  # noqa: E731
+    lib = Library([AppMul.exact(fmt, hardware=hw(1.0)),
+                   AppMul("a", fmt, fmt.exact_table() + 1, hardware=hw(0.5))])
+    problem = build_problem({"x": 10}, {"x": {"u2xs2_exact": 0.3, "a": 0.2}}, lib)
+    assert problem.risk[0].tolist() == [0.0, 0.2] and problem.cost[0].tolist() == [10.0, 5.0]
+    assert solve_knapsack(problem, 0.25).assignment == {"x": "a"}
+    assert solve_knapsack(problem, 0.1).assignment == {"x": "u2xs2_exact"}
+    with pytest.raises(ValueError, match="MAC"):
+        build_problem({}, {"x": {"a": 0.1}}, lib)
+    with pytest.raises(ValueError, match="exact"):
+        build_problem({"x": 1}, {"x": {"a": 0.1}}, lib)
+    with pytest.raises(ValueError, match="finite"):
+        solve_knapsack(problem, float("nan"))
