@@ -13,7 +13,7 @@ import sys
 from fames import __version__
 from fames.errors import FamesError, UsageError
 
-SUBCOMMANDS = ["train", "eval", "bits", "lib"]
+SUBCOMMANDS = ["train", "eval", "bits", "lib", "select", "run", "demo"]
 
 
 class _Parser(argparse.ArgumentParser):
