@@ -1,0 +1,441 @@
+"""Emulation benchmark: approximate conv/linear vs the exact quantized layer vs unfold + gather.
+
+Run (from the repository root):
+
+    python benchmarks/emulation.py [--quick] [--device cpu|cuda] [--threads 1] [--model] [--checkpoint PATH]
+
+Writes ``benchmarks/results/emulation.json`` and prints a Markdown table.
+
+Per case (operand format, layer shape, table kind) it times, interleaved and as medians over repeats
+(the exact time is the median of all exact runs of that format and layer, pooled over its tables;
+``min_ratio`` is the best-of-repeats ratio, steadier on a loaded machine):
+the exact integer layer op (``F.conv2d``/``F.linear`` on codes, what `QConv2d.integer_op` does), the
+approximate op (`fames.emulation.approx_conv2d`/`approx_linear` with the weight side planned once, as
+`ApproxEmulator` does between calls; table preparation and weight planning are reported separately) and a
+brute-force unfold + LUT-gather emulation (timed once per format and layer: it does
+not depend on the table). Table kinds: ``random`` (full-rank noise on every entry), ``structured``
+(truncation: partial products ``a_i w_j 2^(i+j)`` with ``i + j < k`` dropped, low rank), and library
+entries (the built-in library when `builtin_library()` loads, otherwise synthetic truncation /
+perforation tables, recorded as ``"library": "synthetic"``).
+
+Peak memory (CPU): each variant runs once in a fresh child process; the child builds its inputs, resets
+the kernel's resident-set high-water mark (``/proc/self/clear_refs`` = 5), runs the op once and reads
+``VmHWM``. Reported: peak resident growth during the call plus the bytes of the inputs (codes and
+weights), i.e. the working set of the call. On CUDA, ``torch.cuda.max_memory_allocated`` is used.
+
+``--model`` also times a whole LeNet-like quantized model (or ``--checkpoint``: a module saved with
+``torch.save(model)``, quantized with `fames.quant.quantize_`) on 10k images, exact vs emulated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fames.emulation import approx_conv2d, approx_linear, approximate_, prepare
+from fames.emulation.functional import clear_workspace, plan_conv2d_weight, plan_linear_weight
+from fames.multipliers.appmul import AppMul
+from fames.multipliers.formats import OperandFormat
+
+RESULTS = Path(__file__).resolve().parent / "results" / "emulation.json"
+CONV = {"kind": "conv", "name": "conv N256 32->32 14x14 k3 p1", "n": 256, "cin": 32, "cout": 32, "hw": 14,
+        "k": 3, "pad": 1}
+LINEAR = {"kind": "linear", "name": "linear N256 800->500", "n": 256, "cin": 800, "cout": 500}
+
+
+# ----------------------------------------------------------------------------- tables
+def truncation(fmt: OperandFormat, k: int) -> np.ndarray:
+    """Drop partial products ``a_i w_j 2^(i+j)`` with ``i + j < k`` (two's complement sign weights)."""
+    def bits(codes: np.ndarray, n: int, signed: bool) -> np.ndarray:
+        weight = 2 ** np.arange(n)
+        if signed:
+            weight[-1] = -weight[-1]
+        return ((codes[:, None] >> np.arange(n)) & 1) * weight
+    keep = (np.arange(fmt.a_bits)[:, None] + np.arange(fmt.w_bits)[None, :]) >= k
+    return np.einsum("ai,wj,ij->aw", bits(fmt.a_codes(), fmt.a_bits, fmt.a_signed),
+                     bits(fmt.w_codes(), fmt.w_bits, fmt.w_signed), keep.astype(np.int64))
+
+
+def perforation(fmt: OperandFormat, row: int) -> np.ndarray:
+    """Drop partial-product row `row` (activation bit `row` times the whole weight)."""
+    a = fmt.a_codes()
+    bit = ((a >> row) & 1) * (2**row) * (-1 if (fmt.a_signed and row == fmt.a_bits - 1) else 1)
+    return fmt.exact_table() - np.outer(bit, fmt.w_codes())
+
+
+def random_table(fmt: OperandFormat, seed: int) -> np.ndarray:
+    exact = fmt.exact_table()
+    scale = max(1, int(np.abs(exact).max()) // 8)
+    return exact + np.random.default_rng(seed).integers(-scale, scale + 1, size=exact.shape)
+
+
+def synthetic_library(fmt: OperandFormat, quick: bool) -> list[AppMul]:
+    total = fmt.a_bits + fmt.w_bits
+    ks = sorted({1, 2, total // 3, total // 2, (2 * total) // 3} - {0})
+    muls = [AppMul(f"{fmt.name}_trunc_k{k}", fmt, truncation(fmt, k)) for k in ks]
+    muls += [AppMul(f"{fmt.name}_perf_r{r}", fmt, perforation(fmt, r)) for r in (0, 1)]
+    return muls[::2] if quick else muls
+
+
+def library_entries(fmt: OperandFormat, quick: bool) -> tuple[str, list[AppMul]]:
+    try:
+        from fames.multipliers.library import builtin_library
+
+        lib = builtin_library()
+        muls = [m for m in lib if m.fmt == fmt and not m.is_exact]
+        if quick and len(muls) > 6:
+            muls = muls[:: max(1, len(muls) // 6)][:6]
+        return "builtin", muls
+    except (ImportError, FileNotFoundError, ValueError, OSError):
+        return "synthetic", synthetic_library(fmt, quick)
+
+
+def get_table(fmt: OperandFormat, kind: str, entry: str | None, quick: bool) -> AppMul:
+    if kind == "random":
+        return AppMul(f"{fmt.name}_random", fmt, random_table(fmt, 0))
+    if kind == "structured":
+        return AppMul(f"{fmt.name}_trunc", fmt, truncation(fmt, (fmt.a_bits + fmt.w_bits) // 2))
+    return next(m for m in library_entries(fmt, quick)[1] if m.name == entry)
+
+
+# ----------------------------------------------------------------------------- inputs and ops
+def make_inputs(layer: dict, fmt: OperandFormat, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uniform activation codes; weight codes a rounded Gaussian (std = 1/3 of the range), as trained."""
+    gen = torch.Generator().manual_seed(0)
+    a_lo, a_hi = fmt.a_range
+    w_lo, w_hi = fmt.w_range
+    if layer["kind"] == "conv":
+        xs = (layer["n"], layer["cin"], layer["hw"], layer["hw"])
+        ws = (layer["cout"], layer["cin"], layer["k"], layer["k"])
+    else:
+        xs, ws = (layer["n"], layer["cin"]), (layer["cout"], layer["cin"])
+    x = torch.randint(a_lo, a_hi + 1, xs, generator=gen).float()
+    w = (torch.randn(ws, generator=gen) * max(w_hi, 1) / 3).round().clamp(w_lo, w_hi)
+    return x.to(device), w.to(device)
+
+
+def exact_op(layer: dict, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    if layer["kind"] == "conv":
+        return F.conv2d(x, w, padding=layer["pad"])
+    return F.linear(x, w)
+
+
+def weight_plan(layer: dict, w: torch.Tensor, prepared):
+    """The weight side, planned once per weight (what `ApproxEmulator` caches between calls)."""
+    if layer["kind"] == "conv":
+        return plan_conv2d_weight(w, prepared)
+    return plan_linear_weight(w, prepared)
+
+
+def approx_op(layer: dict, x: torch.Tensor, w: torch.Tensor, prepared, plan=None) -> torch.Tensor:
+    if layer["kind"] == "conv":
+        return approx_conv2d(x, w, prepared, 1, layer["pad"], plan=plan)
+    return approx_linear(x, w, prepared, plan=plan)
+
+
+def gather_op(layer: dict, x: torch.Tensor, w: torch.Tensor, mul: AppMul) -> torch.Tensor:
+    """Brute force: unfold the codes, look every product up in the table, sum (chunked per out channel)."""
+    table = torch.as_tensor(np.array(mul.table), dtype=torch.float64, device=x.device).flatten()
+    ncols = mul.fmt.shape[1]
+    a_lo, w_lo = mul.fmt.a_range[0], mul.fmt.w_range[0]
+    if layer["kind"] == "conv":
+        cols = F.unfold(x, layer["k"], padding=layer["pad"]).long() - a_lo  # (n, K, L)  pads with code 0
+        wk = w.reshape(w.shape[0], -1).long() - w_lo
+        out = torch.empty(x.shape[0], w.shape[0], cols.shape[-1], dtype=torch.float64, device=x.device)
+        base = cols * ncols
+        for o in range(w.shape[0]):
+            out[:, o] = table[base + wk[o][None, :, None]].sum(1)
+        return out
+    base = (x.long() - a_lo) * ncols
+    wk = w.long() - w_lo
+    return torch.stack([table[base + wk[o][None]].sum(1) for o in range(w.shape[0])], 1)
+
+
+def layer_choice(layer: dict, w: torch.Tensor, prepared):
+    """The emulation choice `approx_op` makes for this layer (None for an exact multiplier)."""
+    if prepared.is_exact:
+        return None
+    w_lo, w_hi = prepared.fmt.w_range
+    present = torch.bincount((w - w_lo).long().flatten().cpu(), minlength=w_hi - w_lo + 1).numpy() > 0
+    k = w[0].numel()
+    divisors = [d for d in range(1, layer["cin"] + 1) if layer["cin"] % d == 0]
+    return prepared.choose(present, k, divisors)
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------- memory probe
+def _hwm_kb() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM")
+
+
+def probe(spec: dict) -> dict:
+    """Run one op once in this (fresh) process and report its peak working set in bytes."""
+    fmt = OperandFormat.parse(spec["fmt"])
+    layer, device = spec["layer"], spec["device"]
+    x, w = make_inputs(layer, fmt, device)
+    inputs = x.numel() * x.element_size() + w.numel() * w.element_size()
+    mul = get_table(fmt, spec["kind"], spec.get("entry"), spec["quick"])
+    prepared = prepare(mul)
+    small = x[:1]
+    if spec["variant"] == "approx":
+        approx_op(layer, small, w, prepared)  # table factors to the device (not the workspace)
+        clear_workspace()
+    fn = {"exact": lambda: exact_op(layer, x, w), "approx": lambda: approx_op(layer, x, w, prepared),
+          "gather": lambda: gather_op(layer, x, w, mul)}[spec["variant"]]
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return {"peak_bytes": torch.cuda.max_memory_allocated() - base + inputs}
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    base = _hwm_kb()
+    fn()
+    return {"peak_bytes": (_hwm_kb() - base) * 1024 + inputs}
+
+
+def measure_memory(spec: dict) -> int | None:
+    cmd = [sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--_probe", json.dumps(spec)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+        return int(json.loads(res.stdout.strip().splitlines()[-1])["peak_bytes"])
+    except (subprocess.SubprocessError, ValueError, KeyError, IndexError) as exc:
+        print(f"memory probe failed for {spec['fmt']} {spec['variant']}: {exc}", file=sys.stderr)
+        return None
+
+
+# ----------------------------------------------------------------------------- cases
+def run_layer_cases(args: argparse.Namespace) -> tuple[str, list[dict]]:
+    formats = ["u2xs2", "u4xs2", "u4xs4", "u8xs8"] if args.quick else [
+        "u2xs2", "s2xs2", "u3xs3", "u4xs2", "u4xs4", "s4xs4", "u6xs6", "u8xs4", "u8xs8", "s8xs8"]
+    layers = [CONV, LINEAR]
+    reps = 7 if args.quick else 15
+    library_kind = "synthetic"
+    rows = []
+    for fmt_name in formats:
+        fmt = OperandFormat.parse(fmt_name)
+        library_kind, lib = library_entries(fmt, args.quick)
+        tables = [("random", None, get_table(fmt, "random", None, args.quick)),
+                  ("structured", None, get_table(fmt, "structured", None, args.quick))]
+        tables += [("library", m.name, m) for m in lib]
+        for layer in layers:
+            x, w = make_inputs(layer, fmt, args.device)
+            gather = partial(gather_op, layer, x, w, tables[0][2])
+            t_gather = statistics.median(timed(gather, args.device) for _ in range(1 if args.quick else 3))
+            mem_exact = measure_memory({"fmt": fmt_name, "layer": layer, "device": args.device,
+                                        "kind": "random", "variant": "exact", "quick": args.quick})
+            pooled: list[float] = []  # every exact run of this (format, layer): a steadier denominator
+            first_row = len(rows)
+            for kind, entry, mul in tables:
+                t0 = time.perf_counter()
+                prepared = prepare(mul)
+                t_prep = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                plan = weight_plan(layer, w, prepared)
+                t_plan = time.perf_counter() - t0
+                exact = partial(exact_op, layer, x, w)
+                approx = partial(approx_op, layer, x, w, prepared, plan)
+                approx()  # warm-up: choice, device factors, workspace
+                exact()
+                te, ta = [], []
+                for _ in range(reps):
+                    te.append(timed(exact, args.device))
+                    ta.append(timed(approx, args.device))
+                choice = layer_choice(layer, w, prepared)
+                terms = choice.rank if choice and choice.form >= 0 else 1
+                form = prepared.forms[choice.form].name if choice and choice.form >= 0 else "exact"
+                first_lib = kind != "library" or entry == tables[2][1]
+                mem_approx = measure_memory({"fmt": fmt_name, "layer": layer, "device": args.device,
+                                             "kind": kind, "entry": entry, "variant": "approx",
+                                             "quick": args.quick}) if first_lib else None
+                pooled += te
+                te_m, ta_m = statistics.median(te), statistics.median(ta)
+                rows.append({
+                    "format": fmt_name, "layer": layer["name"], "table": kind if kind != "library" else entry,
+                    "kind": kind, "form": form, "terms": terms, "R_extra": terms - 1,
+                    "dtype": str(choice.dtype).replace("torch.", "") if choice else "float32",
+                    "slices": choice.slices if choice else 1,
+                    "t_exact_ms": te_m * 1e3, "t_approx_ms": ta_m * 1e3, "t_gather_ms": t_gather * 1e3,
+                    "t_prepare_ms": t_prep * 1e3, "t_weight_plan_ms": t_plan * 1e3,
+                    "approx_over_exact": ta_m / te_m, "t_approx_min_ms": min(ta) * 1e3,
+                    "t_exact_min_ms": min(te) * 1e3, "min_ratio": min(ta) / min(te),
+                    "gather_over_approx": t_gather / ta_m,
+                    "mem_exact_mb": None if mem_exact is None else mem_exact / 2**20,
+                    "mem_approx_mb": None if mem_approx is None else mem_approx / 2**20,
+                    "mem_ratio": None if not (mem_exact and mem_approx) else mem_approx / mem_exact,
+                })
+                print(f"  {fmt_name} {layer['kind']} {rows[-1]['table']}: {form} R={terms - 1} "
+                      f"x{ta_m / te_m:.2f}", file=sys.stderr)
+            t_exact = statistics.median(pooled)
+            for row in rows[first_row:]:
+                row["t_exact_own_ms"] = row["t_exact_ms"]
+                row["t_exact_ms"] = t_exact * 1e3
+                row["approx_over_exact"] = row["t_approx_ms"] / row["t_exact_ms"]
+    return library_kind, rows
+
+
+def check_targets(rows: list[dict]) -> dict:
+    """Targets (a)-(d) of the issue, per case and aggregated."""
+    out: dict = {}
+    out["a_time_le_2x(1+R)"] = all(r["approx_over_exact"] <= 2 * (1 + r["R_extra"]) for r in rows)
+    rnd = [r for r in rows if r["kind"] == "random"]
+    w_bits = {r["format"]: OperandFormat.parse(r["format"]).w_bits for r in rows}
+    ratio = {id(r): r["approx_over_exact"] for r in rnd}
+    out["b_random_2bit_w_le_5x"] = all(ratio[id(r)] <= 5 for r in rnd if w_bits[r["format"]] == 2)
+    out["b_random_le4bit_w_le_20x"] = all(ratio[id(r)] <= 20 for r in rnd if w_bits[r["format"]] <= 4)
+    med = {}
+    for fmt in sorted({r["format"] for r in rows}):
+        lib = [r["approx_over_exact"] for r in rows if r["kind"] == "library" and r["format"] == fmt]
+        if lib:
+            med[fmt] = statistics.median(lib)
+    out["c_library_median"] = med
+    widest = {f: max(OperandFormat.parse(f).a_bits, OperandFormat.parse(f).w_bits) for f in med}
+    small = [v for f, v in med.items() if widest[f] <= 4]
+    big = [v for f, v in med.items() if widest[f] > 4]
+    out["c_library_le4x4_le_4x"] = all(v <= 4 for v in small)
+    out["c_library_8x8_le_15x"] = all(v <= 15 for v in big)
+    mems = [r["mem_ratio"] for r in rows if r["mem_ratio"] is not None]
+    out["d_memory_le_3x"] = all(m <= 3 for m in mems) if mems else None
+    out["d_memory_max_ratio"] = max(mems) if mems else None
+    return out
+
+
+# ----------------------------------------------------------------------------- whole model
+def lenet(bits: dict | None = None) -> nn.Module:
+    from fames.quant.api import quantize_
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )
+    bits = bits or {"0": 8, "3": {"w": 2, "a": 4}, "7": {"w": 4, "a": 4}, "9": {"w": 2, "a": 2}, "11": 8}
+    quantize_(net, bits, calibration=torch.rand(256, 1, 28, 28))
+    return net.eval()
+
+
+def run_model(args: argparse.Namespace) -> dict:
+    from fames.multipliers.library import Library
+    from fames.quant.api import quant_layers
+
+    if args.checkpoint:
+        net = torch.load(args.checkpoint, map_location=args.device, weights_only=False).eval()
+        shape = tuple(int(s) for s in args.input_shape.split(","))
+    else:
+        net, shape = lenet(), (1, 28, 28)
+    net.to(args.device)
+    images = torch.rand(args.images, *shape, device=args.device)
+    entries, assignment = [], {}
+    for name, layer in quant_layers(net):
+        fmt = layer.operand_format
+        kind, lib = library_entries(fmt, True)
+        mul = lib[len(lib) // 2]
+        entries.append(mul)
+        assignment[name] = mul.name
+    library = Library({m.name: m for m in entries}.values())
+
+    def evaluate() -> None:
+        with torch.no_grad():
+            for b in range(0, images.shape[0], args.batch):
+                net(images[b:b + args.batch])
+
+    evaluate()
+    t_exact = [timed(evaluate, args.device) for _ in range(3)]
+    approximate_(net, assignment, library)
+    evaluate()
+    t_approx = [timed(evaluate, args.device) for _ in range(3)]
+    approximate_(net, {}, library)
+    te, ta = statistics.median(t_exact), statistics.median(t_approx)
+    return {"model": args.checkpoint or "lenet-like (built here)", "images": args.images, "batch": args.batch,
+            "assignment": assignment, "t_exact_s": te, "t_approx_s": ta, "ratio": ta / te}
+
+
+# ----------------------------------------------------------------------------- output
+def markdown(rows: list[dict]) -> str:
+    head = ("| format | layer | table | form | R | dtype | exact ms | approx ms | gather ms | approx/exact "
+            "| best-of ratio | gather/approx | mem approx/exact |")
+    lines = [head, "|" + "---|" * 13]
+    for r in rows:
+        mem = "" if r["mem_ratio"] is None else f"{r['mem_ratio']:.2f}"
+        lines.append(f"| {r['format']} | {r['layer']} | {r['table']} | {r['form']} | {r['R_extra']} "
+                     f"| {r['dtype']} | {r['t_exact_ms']:.2f} | {r['t_approx_ms']:.2f} "
+                     f"| {r['t_gather_ms']:.1f} | {r['approx_over_exact']:.2f} | {r['min_ratio']:.2f} "
+                     f"| {r['gather_over_approx']:.1f} | {mem} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer formats, entries and repeats")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--model", action="store_true", help="also time a whole emulated model")
+    parser.add_argument("--checkpoint", default=None, help="torch.save'd quantized model for --model")
+    parser.add_argument("--input-shape", default="1,28,28", help="C,H,W of the checkpoint's input")
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: on shared cores OpenMP waits swamp timings)")
+    parser.add_argument("--_probe", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args._probe:
+        print(json.dumps(probe(json.loads(args._probe))))
+        return
+    library_kind, rows = run_layer_cases(args)
+    record = {
+        "benchmark": "emulation", "quick": args.quick, "device": args.device, "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
+        "load_avg": os.getloadavg(), "library": library_kind,
+        "memory_method": "fresh child process per variant; /proc/self/clear_refs=5 then VmHWM growth "
+                         "during one call + input bytes (CUDA: max_memory_allocated)",
+        "cases": rows, "targets": check_targets(rows),
+    }
+    if args.model or args.checkpoint:
+        record["model"] = run_model(args)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(markdown(rows))
+    print()
+    print("targets:", json.dumps(record["targets"], indent=1))
+    if "model" in record:
+        m = record["model"]
+        print(f"model: exact {m['t_exact_s']:.2f}s, emulated {m['t_approx_s']:.2f}s, ratio {m['ratio']:.2f}")
+    print(f"library: {library_kind}; wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""`approximate_`: attach approximate multipliers to the quantized layers of a model, in place.
+
+The serialisation format is a plain ``{layer name: multiplier name}`` map (JSON). Layers not named
+stay exact. ``approximate_(model, {}, lib)`` or `restore_` removes every emulator again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from fames.emulation.functional import (
+    WeightPlan,
+    approx_conv2d,
+    approx_linear,
+    plan_conv2d_weight,
+    plan_linear_weight,
+)
+from fames.emulation.plan import prepare
+from fames.multipliers.appmul import AppMul
+from fames.quant.api import quant_layers
+from fames.quant.layers import QConv2d, QuantLayer
+
+
+class ApproxEmulator:
+    """Callable set as ``layer.emulator``: the layer's accumulator with multiplier `mul`.
+
+    In training mode with gradients, the forward value is the approximate one and the gradient is the
+    exact layer's (straight-through); otherwise no extra exact conv is computed.
+
+    Args:
+        mul: the multiplier (its format must equal the layer's operand format).
+        pad_taps: padded conv taps multiply activation code 0 (True, as hardware does) or are skipped.
+    """
+
+    def __init__(self, mul: AppMul, pad_taps: bool = True) -> None:
+        self.mul = mul
+        self.pad_taps = pad_taps
+        self.prepared = prepare(mul)
+        self._plan: tuple[tuple, WeightPlan, torch.Tensor] | None = None
+
+    def _weight_plan(self, layer: QuantLayer, w_int: torch.Tensor) -> WeightPlan:
+        """Weight-side plan, reused while the layer's weight and weight step are unchanged (in place
+        updates bump ``_version``; the codes are also compared, which is cheap next to the layer)."""
+        step = layer.w_quant.step
+        key = (layer.weight.data_ptr(), layer.weight._version, step.data_ptr(), step._version,
+               tuple(w_int.shape), str(w_int.device))
+        if self._plan is not None and self._plan[0] == key and torch.equal(self._plan[2], w_int):
+            return self._plan[1]
+        if isinstance(layer, QConv2d):
+            plan = plan_conv2d_weight(w_int, self.prepared, layer.groups)
+        else:
+            plan = plan_linear_weight(w_int, self.prepared)
+        self._plan = (key, plan, w_int.detach().clone())
+        return plan
+
+    def __call__(self, layer: QuantLayer, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
+        if self.prepared.is_exact:
+            return layer.integer_op(x_int, w_int)
+        plan = self._weight_plan(layer, w_int)
+        if isinstance(layer, QConv2d):
+            acc = approx_conv2d(x_int, w_int, self.prepared, layer.stride, layer.padding, layer.dilation,
+                                layer.groups, self.pad_taps, plan)
+        else:
+            acc = approx_linear(x_int, w_int, self.prepared, plan)
+        acc = acc.to(x_int.dtype)
+        if torch.is_grad_enabled() and (x_int.requires_grad or w_int.requires_grad):
+            exact = layer.integer_op(x_int, w_int)
+            acc = exact + (acc - exact.detach())
+        return acc
+
+    def __repr__(self) -> str:
+        return f"ApproxEmulator({self.mul.name!r}, pad_taps={self.pad_taps})"
+
+
+def _lookup(library: Any, name: str, layer: str) -> AppMul:
+    try:
+        mul = library.get(name)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"layer {layer!r}: unknown multiplier {name!r} ({exc})") from None
+    if mul is None:
+        raise ValueError(f"layer {layer!r}: unknown multiplier {name!r}")
+    return mul
+
+
+def approximate_(model: nn.Module, assignment: Mapping[str, str], library: Any,
+                 pad_taps: bool = True) -> nn.Module:
+    """Emulate the multipliers of `assignment` in the quantized layers of `model`, in place.
+
+    Every emulator already present is removed first, so the call sets exactly `assignment`; layers not
+    named stay exact. Validation happens before anything changes.
+
+    Args:
+        model: a model quantized with `fames.quant.quantize_` (activation signedness decided).
+        assignment: ``{layer name: multiplier name}``.
+        library: a `fames.multipliers.library.Library` (anything with ``get(name) -> AppMul``).
+        pad_taps: padded conv taps multiply activation code 0 (True) or are skipped (False).
+
+    Returns:
+        `model`.
+
+    Raises:
+        ValueError: unknown layer, unknown multiplier, or a multiplier whose operand format differs from
+            the layer's.
+
+    Example:
+        >>> approximate_(model, {"features.0": "u4xs4_trunc_k3"}, builtin_library())  # doctest: +SKIP
+    """
+    if not isinstance(assignment, Mapping):
+        raise TypeError(f"assignment must be a {{layer: multiplier}} map, not {type(assignment).__name__}")
+    layers = dict(quant_layers(model))
+    emulators: dict[str, ApproxEmulator] = {}
+    for layer_name, mul_name in assignment.items():
+        if layer_name not in layers:
+            known = ", ".join(list(layers)[:12]) + (" ..." if len(layers) > 12 else "")
+            raise ValueError(f"unknown layer {layer_name!r}: quantized layers are [{known}]")
+        mul = _lookup(library, mul_name, layer_name)
+        try:
+            fmt = layers[layer_name].operand_format
+        except RuntimeError as exc:
+            raise ValueError(f"layer {layer_name!r}: {exc}") from None
+        if mul.fmt != fmt:
+            raise ValueError(
+                f"layer {layer_name!r} needs operand format {fmt.name} but multiplier {mul_name!r} is "
+                f"{mul.fmt.name}"
+            )
+        emulators[layer_name] = ApproxEmulator(mul, pad_taps)
+    restore_(model)
+    for layer_name, emulator in emulators.items():
+        layers[layer_name].emulator = emulator
+        layers[layer_name].multiplier_name = emulator.mul.name
+    return model
+
+
+def restore_(model: nn.Module) -> nn.Module:
+    """Remove every emulator: all quantized layers use exact multipliers again. Returns `model`."""
+    for _, layer in quant_layers(model):
+        layer.emulator = None
+        layer.multiplier_name = None
+    return model
+
+
+def assignment_of(model: nn.Module) -> dict[str, str]:
+    """The ``{layer: multiplier name}`` map currently attached to `model`."""
+    return {name: layer.multiplier_name for name, layer in quant_layers(model)
+            if layer.emulator is not None and layer.multiplier_name is not None}
+
+
+def save_assignment(assignment: Mapping[str, str], path: str | os.PathLike) -> Path:
+    """Write `assignment` as a JSON object ``{layer: multiplier}``. Returns the path."""
+    path = Path(path)
+    path.write_text(json.dumps(dict(assignment), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_assignment(path: str | os.PathLike) -> dict[str, str]:
+    """Read an assignment written by `save_assignment`.
+
+    Raises:
+        ValueError: the file is not a JSON object of strings to strings.
+    """
+    data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise ValueError(f"{path}: an assignment must be a JSON object {{layer name: multiplier name}}")
+    return data

@@ -1,0 +1,360 @@
+"""Approximate conv2d / linear on integer codes: ``sum_k T(x_k, w_k)`` exactly, via ONE convolution.
+
+For the factorisation ``T = P Q^T / d`` chosen by `PreparedTable.choose`, the accumulator is
+``sum_k sum_r P[x_k, r] Q[w_k, r] / d``: the activation codes are gathered into ``R`` channel blocks
+(``P[x]``, laid out channels-last so the gather needs no transpose), the weight codes into the matching
+``(Cout, Cin/groups * R, kh, kw)`` weight (``Q[w]``), and one ordinary (grouped) conv sums everything.
+To bound peak memory, the batch (and, for large weights, the terms) is processed in chunks so that the
+gathered input stays within `GATHER_BUDGET` times the activation plus output tensors; the weight side
+can be planned once per weight (`plan_conv2d_weight`, `plan_linear_weight`) and reused across calls.
+
+Padding (DESIGN.md section 2): with ``pad_taps=True`` a padded position feeds activation code 0 into the
+multiplier (codes are padded *before* gathering, so ``T[0, w]`` counts); with ``pad_taps=False`` padded
+taps are skipped (contribute nothing), as on accelerators that do not issue them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from fames.emulation.plan import Choice, PreparedTable, accumulate_dtype
+
+GATHER_BUDGET = 1.0  # gathered activation chunk <= this many times (activation + output) elements
+MIN_BUDGET = 1 << 20  # elements; below this, never split the batch
+WEIGHT_BUDGET = 1 << 20  # elements of cached batched weights per layer (or 2x the weight if larger)
+_WORKSPACE: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+
+@dataclass
+class WeightPlan:
+    """The weight side of one emulated layer, reusable while the weight codes do not change.
+
+    Args:
+        choice: the chosen factorisation (``choice.form < 0``: exact multiplier).
+        p: activation-side factors ``(|A|, R)`` on the weight's device, or None when exact.
+        denom: common denominator of the factorisation.
+        chunks: ``(first term, term count, batched weight or None)`` per term chunk; None: built on
+            each call by `build` (when caching every chunk would exceed `WEIGHT_BUDGET`).
+        dtype: accumulation dtype.
+        shape: shape of the weight codes the plan was made from.
+        build: ``build(first term, term count)`` makes a chunk's batched weight.
+    """
+
+    choice: Choice
+    p: torch.Tensor | None
+    denom: int
+    chunks: list[tuple[int, int, torch.Tensor | None]]
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    build: Callable[[int, int], torch.Tensor] | None = None
+
+    def weight(self, t0: int, r: int, cached: torch.Tensor | None) -> torch.Tensor:
+        return cached if cached is not None else self.build(t0, r)
+
+
+def _workspace(numel: int, dtype: torch.dtype, device: torch.device, slot: str) -> torch.Tensor:
+    """A reusable flat buffer (avoids page-faulting a fresh allocation on every call)."""
+    key = (f"{device}:{slot}", dtype)
+    buf = _WORKSPACE.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = torch.empty(numel, dtype=dtype, device=device)
+        _WORKSPACE[key] = buf
+    return buf[:numel]
+
+
+def clear_workspace() -> None:
+    """Release the cached gather buffers."""
+    _WORKSPACE.clear()
+
+
+def _batch_chunk(n: int, per_sample: int, terms: int, io_numel: int) -> int:
+    """Samples per chunk so that the gathered input stays within `GATHER_BUDGET` x (input + output)."""
+    budget = max(GATHER_BUDGET * io_numel, MIN_BUDGET)
+    return max(1, min(n, int(budget // (per_sample * terms))))
+
+
+def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _padding(padding: int | tuple[int, int] | str, kernel: tuple[int, int], dilation) -> tuple[int, int]:
+    """Symmetric zero padding as a pair; ``"valid"`` and ``"same"`` (odd effective kernels) accepted."""
+    if padding == "valid":
+        return 0, 0
+    if padding == "same":
+        total = [d * (k - 1) for d, k in zip(_pair(dilation), kernel, strict=True)]
+        if any(t % 2 for t in total):
+            raise ValueError(f"padding='same' with kernel {tuple(kernel)} is asymmetric (unsupported)")
+        return total[0] // 2, total[1] // 2
+    if isinstance(padding, str):
+        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    return _pair(padding)
+
+
+@contextlib.contextmanager
+def _exact_math(device: torch.device):
+    """No TF32 on CUDA (it rounds operands to 10-bit mantissas, breaking integer exactness)."""
+    if device.type != "cuda":
+        yield
+        return
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled,
+                                        benchmark=torch.backends.cudnn.benchmark,
+                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
+
+
+def _finish(out: torch.Tensor, denom: int) -> torch.Tensor:
+    """Divide by the common denominator; on accelerators also round (their conv algorithms, e.g.
+    Winograd/FFT, may leave errors far below 0.5 on exact-integer results)."""
+    if denom != 1:
+        out = out.div_(denom)
+    if denom != 1 or out.device.type != "cpu":
+        out = out.round_()
+    return out
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _check_range(codes: torch.Tensor, lo: int, hi: int, what: str) -> None:
+    if codes.numel() == 0:
+        return
+    cmin, cmax = (float(v) for v in torch.aminmax(codes.detach()))
+    if cmin < lo or cmax > hi:
+        raise ValueError(f"{what} codes span [{cmin:g}, {cmax:g}], the multiplier format allows [{lo}, {hi}]")
+
+
+def _exact_dtype(prepared: PreparedTable, k: int) -> torch.dtype:
+    (a_lo, a_hi), (w_lo, w_hi) = prepared.fmt.a_range, prepared.fmt.w_range
+    bound = max(abs(a_lo), abs(a_hi)) * max(abs(w_lo), abs(w_hi))
+    acc = accumulate_dtype(k, bound, [])
+    return torch.float64 if acc is None else acc[0]
+
+
+def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batched,
+          per_chunk: int | None = None) -> WeightPlan:
+    """Choose the form for these weight codes and plan the batched weight of every term chunk (cached
+    when all chunks together stay within ``max(WEIGHT_BUDGET, 2 |w|)`` elements, else built per call)."""
+    w_lo, w_hi = prepared.fmt.w_range
+    _check_range(w_int, w_lo, w_hi, "weight")
+    shape = tuple(w_int.shape)
+    if prepared.is_exact:
+        choice = prepared.choose(None, k, [])
+        return WeightPlan(choice, None, 1, [], _exact_dtype(prepared, k), shape)
+    widx = (w_int.detach() - w_lo).to(torch.long)
+    present = torch.bincount(widx.flatten(), minlength=w_hi - w_lo + 1).cpu().numpy() > 0
+    choice = prepared.choose(present, k, _divisors(cin_g))
+    p, q, denom = prepared.factors(choice, w_int.device)
+    budget = max(WEIGHT_BUDGET, 2 * w_int.numel())
+    per_chunk = per_chunk or max(1, budget // w_int.numel())
+    cache = choice.rank * w_int.numel() <= budget
+
+    def build(t0: int, r: int) -> torch.Tensor:
+        return batched(q[:, t0:t0 + r][widx], r, choice.slices)
+
+    chunks = []
+    for t0 in range(0, choice.rank, per_chunk):
+        r = min(per_chunk, choice.rank - t0)
+        chunks.append((t0, r, build(t0, r) if cache else None))
+    return WeightPlan(choice, p, denom, chunks, choice.dtype, shape, build)
+
+
+def plan_conv2d_weight(w_int: torch.Tensor, prepared: PreparedTable, groups: int = 1) -> WeightPlan:
+    """Weight side of `approx_conv2d` for weight codes `w_int` ``(Cout, Cin/groups, kh, kw)``.
+
+    Raises:
+        ValueError: weight codes outside the format, or no exact float accumulation.
+    """
+    cout, cin_g, kh, kw = w_int.shape
+    cout_g = cout // groups
+
+    def batched(qw: torch.Tensor, r: int, s: int) -> torch.Tensor:  # qw: (cout, cin_g, kh, kw, r)
+        weight = qw.permute(0, 1, 4, 2, 3).reshape(cout, cin_g * r, kh, kw)
+        if s > 1:
+            weight = weight.reshape(groups, cout_g, s, cin_g // s * r, kh, kw).transpose(1, 2)
+            weight = weight.reshape(groups * s * cout_g, cin_g // s * r, kh, kw)
+        return weight.contiguous(memory_format=torch.channels_last)
+
+    return _plan(w_int, prepared, cin_g * kh * kw, cin_g, batched)
+
+
+def plan_linear_weight(w_int: torch.Tensor, prepared: PreparedTable) -> WeightPlan:
+    """Weight side of `approx_linear` for weight codes `w_int` ``(out_features, in_features)``.
+
+    Raises:
+        ValueError: weight codes outside the format, or no exact float accumulation.
+    """
+    cout, cin = w_int.shape
+
+    def batched(qw: torch.Tensor, r: int, s: int) -> torch.Tensor:  # qw: (cout, cin, r)
+        if s == 1:
+            return qw.reshape(cout, cin * r).contiguous()
+        return qw.reshape(cout, s, cin // s * r).permute(1, 2, 0).contiguous()
+
+    return _plan(w_int, prepared, cin, cin, batched, per_chunk=1)
+
+
+@torch.no_grad()
+def approx_conv2d(
+    x_int: torch.Tensor,
+    w_int: torch.Tensor,
+    prepared: PreparedTable,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
+    pad_taps: bool = True,
+    plan: WeightPlan | None = None,
+) -> torch.Tensor:
+    """Approximate conv2d accumulator ``sum_k T(x_k, w_k)`` of activation and weight codes.
+
+    Args:
+        x_int: activation codes ``(N, Cin, H, W)`` (float tensor holding integers of the format).
+        w_int: weight codes ``(Cout, Cin/groups, kh, kw)``.
+        prepared: the multiplier, from `fames.emulation.plan.prepare`.
+        stride, padding, dilation, groups: as in `torch.nn.functional.conv2d` (zero padding only;
+            ``"same"`` only where it is symmetric).
+        pad_taps: padded taps multiply activation code 0 (True) or are skipped (False).
+        plan: `plan_conv2d_weight(w_int, prepared, groups)`, to reuse across calls (else made here).
+
+    Returns:
+        The exact integer accumulator ``(N, Cout, OH, OW)`` as float32, or float64 where float32
+        cannot hold every partial sum exactly (see `fames.emulation.plan`).
+
+    Raises:
+        ValueError: codes outside the multiplier's format, or no exact float accumulation.
+
+    Example:
+        >>> from fames.emulation.plan import prepare
+        >>> from fames.multipliers.appmul import AppMul
+        >>> from fames.multipliers.formats import OperandFormat
+        >>> m = AppMul.exact(OperandFormat.parse("u2xs2"))
+        >>> x, w = torch.ones(1, 1, 3, 3), -torch.ones(1, 1, 3, 3)
+        >>> approx_conv2d(x, w, prepare(m), padding=1)[0, 0, 1, 1].item()
+        -9.0
+    """
+    ph, pw = _padding(padding, w_int.shape[-2:], dilation)
+    plan = plan if plan is not None else plan_conv2d_weight(w_int, prepared, groups)
+    cout = w_int.shape[0]
+    n, cin, h, w = x_int.shape
+    oh = (h + 2 * ph - _pair(dilation)[0] * (w_int.shape[-2] - 1) - 1) // _pair(stride)[0] + 1
+    ow = (w + 2 * pw - _pair(dilation)[1] * (w_int.shape[-1] - 1) - 1) // _pair(stride)[1] + 1
+    if plan.p is None or plan.choice.rank == 0:
+        weight = w_int.to(plan.dtype) if plan.p is None else torch.zeros_like(w_int, dtype=plan.dtype)
+        with _exact_math(x_int.device):
+            return F.conv2d(x_int.to(plan.dtype), weight, None, stride, (ph, pw), dilation, groups)
+    a_lo, a_hi = prepared.fmt.a_range
+    _check_range(x_int, a_lo, a_hi, "activation")
+    hp, wp = (h + 2 * ph, w + 2 * pw) if pad_taps else (h, w)
+    per_sample = hp * wp * cin
+    s = plan.choice.slices
+    out = None
+    for t0, r, cached in plan.chunks:
+        weight = plan.weight(t0, r, cached)
+        p = plan.p[:, t0:t0 + r]
+        nb = _batch_chunk(n, per_sample, r, x_int.numel() + n * cout * oh * ow)
+        for b0 in range(0, n, nb):
+            xb = x_int[b0:b0 + nb]
+            m = xb.shape[0]
+            # activation indices, channels-last, padded with the index of code 0 when pad_taps
+            idx = _workspace(m * per_sample, torch.int32, x_int.device, "idx").view(m, hp, wp, cin)
+            if pad_taps and (ph or pw):
+                for border in (idx[:, :ph], idx[:, ph + h:], idx[:, :, :pw], idx[:, :, pw + w:]):
+                    border.fill_(-a_lo)
+            inner = idx[:, ph:ph + h, pw:pw + w] if pad_taps else idx
+            inner.copy_(xb.permute(0, 2, 3, 1))
+            if a_lo:
+                inner.sub_(a_lo)
+            gathered = _workspace(idx.numel() * r, plan.dtype, x_int.device, "gather")
+            torch.index_select(p, 0, idx.view(-1), out=gathered.view(-1, r))
+            inp = gathered.view(m, hp, wp, cin * r).permute(0, 3, 1, 2)
+            with _exact_math(x_int.device):
+                part = F.conv2d(inp, weight, None, stride, (0, 0) if pad_taps else (ph, pw), dilation,
+                                groups * s)
+            if s > 1:
+                part = part.reshape(m, groups, s, cout // groups, oh, ow).sum(dim=2, dtype=torch.float64)
+                part = part.reshape(m, cout, oh, ow)
+            if nb >= n and len(plan.chunks) == 1:
+                out = part
+            elif out is None:
+                out = torch.empty((n, cout, oh, ow), dtype=part.dtype, device=x_int.device)
+            if out is not part:
+                if t0 == 0:
+                    out[b0:b0 + m] = part
+                else:
+                    out[b0:b0 + m] += part
+    return _finish(out, plan.denom)
+
+
+@torch.no_grad()
+def approx_linear(
+    x_int: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable, plan: WeightPlan | None = None
+) -> torch.Tensor:
+    """Approximate linear accumulator ``sum_k T(x_k, w_k)``.
+
+    Args:
+        x_int: activation codes ``(..., in_features)``.
+        w_int: weight codes ``(out_features, in_features)``.
+        prepared: the multiplier, from `fames.emulation.plan.prepare`.
+        plan: `plan_linear_weight(w_int, prepared)`, to reuse across calls (else made here).
+
+    Returns:
+        The exact accumulator ``(..., out_features)``, float32 or float64 (as `approx_conv2d`).
+
+    Raises:
+        ValueError: codes outside the multiplier's format, or no exact float accumulation.
+    """
+    plan = plan if plan is not None else plan_linear_weight(w_int, prepared)
+    cout, cin = w_int.shape
+    lead = x_int.shape[:-1]
+    if plan.p is None:
+        with _exact_math(x_int.device):
+            return F.linear(x_int.to(plan.dtype), w_int.to(plan.dtype))
+    if plan.choice.rank == 0:
+        return torch.zeros(*lead, cout, dtype=plan.dtype, device=x_int.device)
+    a_lo, a_hi = prepared.fmt.a_range
+    _check_range(x_int, a_lo, a_hi, "activation")
+    x2 = x_int.reshape(-1, cin)
+    m = x2.shape[0]
+    s = plan.choice.slices
+    out = torch.empty((m, cout), dtype=plan.dtype if s == 1 else torch.float64, device=x_int.device)
+    nb = _batch_chunk(m, cin, max(r for _, r, _ in plan.chunks), x2.numel() + m * cout)
+    for b0 in range(0, m, nb):
+        xb = x2[b0:b0 + nb]
+        mb = xb.shape[0]
+        ob = out[b0:b0 + mb]
+        idx = _workspace(mb * cin, torch.int32, x_int.device, "idx").view(mb, cin)
+        idx.copy_(xb)
+        if a_lo:
+            idx.sub_(a_lo)
+        for i, (t0, r, cached) in enumerate(plan.chunks):  # one term per chunk: same-size matmuls
+            weight = plan.weight(t0, r, cached)
+            gathered = _workspace(mb * cin * r, plan.dtype, x_int.device, "gather")
+            torch.index_select(plan.p[:, t0:t0 + r], 0, idx.view(-1), out=gathered.view(-1, r))
+            with _exact_math(x_int.device):
+                if s == 1:
+                    g = gathered.view(mb, cin * r)
+                    if i == 0:
+                        torch.mm(g, weight.t(), out=ob)
+                    else:
+                        ob.addmm_(g, weight.t())
+                else:
+                    c = cin // s * r
+                    part = torch.bmm(gathered.view(mb, s, c).transpose(0, 1), weight)
+                    part = part.sum(dim=0, dtype=torch.float64)
+                    if i == 0:
+                        ob.copy_(part)
+                    else:
+                        ob.add_(part)
+    return _finish(out, plan.denom).reshape(*lead, cout)

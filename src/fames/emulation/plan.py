@@ -1,0 +1,199 @@
+"""Prepared multipliers: every exact factorisation of a table, computed once, and the per-layer choice.
+
+A layer's approximate accumulator ``sum_k T(x_k, w_k)`` is computed as ONE convolution with ``R``
+channel blocks, block ``r`` holding ``p_r[x]`` as input and ``q_r[w]`` as weight, for a factorisation
+``T = P Q^T / d`` (see `fames.emulation.factor`). Candidates, per table:
+
+- ``w-split/table``: ``T[:, v] x 1[w == v]`` for the non-zero columns ``v`` that occur in the layer;
+- ``w-split/error``: ``E[:, v] x 1[w == v]`` plus the exact term ``u x v``;
+- ``a-split/table`` and ``a-split/error``: the same over activation codes (rows);
+- ``low-rank/error``: exact rank-``rank(E)`` skeleton of ``E`` plus the exact term.
+
+Cost model: the emulating conv costs ``R`` exact convs (FLOPs and the gathered input both scale with
+``R``); float64 costs `F64_COST` times float32. The cheapest candidate wins; ties keep the listed order.
+
+Exactness rule (`accumulate_dtype`): every partial sum of the conv is an integer whose magnitude is at
+most ``K * bound`` (``K`` products per output, ``bound = max_{u,v} sum_r |P[u,r] Q[v,r]|``), whatever
+the summation order. float32 represents all integers below ``2^24`` exactly, float64 below ``2^53``;
+so float32 is used when ``K * bound < 2^24``, else float32 on ``s`` input-channel slices with
+``(K / s) * bound < 2^24`` summed in float64, else float64 when ``K * bound < 2^53``, else the form is
+not usable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from fames.emulation.factor import Form, activation_split, low_rank, make_form, weight_split
+from fames.multipliers.appmul import AppMul
+from fames.multipliers.formats import OperandFormat
+
+F32_EXACT = 2**24
+F64_EXACT = 2**53
+F64_COST = 8.0
+MAX_SLICES = 64
+DEFAULT_MAX_RANK = 24
+
+
+@dataclass(frozen=True)
+class Choice:
+    """How one layer call is emulated.
+
+    Args:
+        form: index into `PreparedTable.forms` (-1: exact multiplier, plain conv).
+        terms: indices of the form's terms that are kept (weight codes absent from the layer dropped).
+        dtype: accumulation dtype.
+        slices: number of input-channel slices accumulated separately (float32 exactness).
+        cost: cost-model value (exact conv = 1).
+    """
+
+    form: int
+    terms: tuple[int, ...]
+    dtype: torch.dtype
+    slices: int
+    cost: float
+
+    @property
+    def rank(self) -> int:
+        return len(self.terms)
+
+
+def accumulate_dtype(k: int, bound: float, divisors: list[int]) -> tuple[torch.dtype, int] | None:
+    """Pick the accumulation dtype for `k` products per output (see module docstring).
+
+    Args:
+        k: products per output (``Cin/groups * kh * kw`` or ``in_features``).
+        bound: the form's per-product magnitude bound.
+        divisors: admissible slice counts (divisors of the per-group input channels), ascending.
+
+    Returns:
+        ``(dtype, slices)`` or None when no float type is exact.
+    """
+    if k * bound < F32_EXACT:
+        return torch.float32, 1
+    for s in divisors:
+        if 1 < s <= MAX_SLICES and (k // s) * bound < F32_EXACT:
+            return torch.float32, s
+    if k * bound < F64_EXACT:
+        return torch.float64, 1
+    return None
+
+
+@dataclass(eq=False)
+class PreparedTable:
+    """All exact forms of one multiplier table plus device caches.
+
+    Args:
+        name: multiplier name (for messages).
+        fmt: operand format.
+        is_exact: True when ``E == 0``.
+        forms: candidate factorisations.
+    """
+
+    name: str
+    fmt: OperandFormat
+    is_exact: bool
+    forms: tuple[Form, ...]
+    _tensors: dict = field(default_factory=dict, repr=False)
+    _choices: dict = field(default_factory=dict, repr=False)
+
+    def choose(self, present: np.ndarray | None, k: int, divisors: list[int]) -> Choice:
+        """Cheapest exact choice for a layer whose weight codes occur where `present` is True.
+
+        Raises:
+            ValueError: when no form is exactly representable in float64 for this `k`.
+        """
+        if self.is_exact:
+            return Choice(-1, (), torch.float32, 1, 1.0)
+        key = (present.tobytes(), k, tuple(divisors))
+        if key in self._choices:
+            return self._choices[key]
+        best = None
+        for i, form in enumerate(self.forms):
+            if form.w_col is not None:
+                terms = tuple(int(t) for t in np.flatnonzero((form.w_col < 0) | present[form.w_col]))
+            else:
+                terms = tuple(range(form.rank))
+            acc = accumulate_dtype(k, form.bound, divisors)
+            if acc is None:
+                continue
+            cost = max(len(terms), 1) * (1.0 if acc[0] == torch.float32 else F64_COST)
+            if best is None or cost < best.cost:
+                best = Choice(i, terms, acc[0], acc[1], cost)
+        if best is None:
+            raise ValueError(
+                f"multiplier {self.name!r}: no exact float accumulation for {k} products per output"
+            )
+        self._choices[key] = best
+        return best
+
+    def factors(self, choice: Choice, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """``(P, Q, denom)`` of `choice` as tensors of its dtype on `device` (cached)."""
+        key = (choice.form, choice.terms, choice.dtype, str(device))
+        if key not in self._tensors:
+            form = self.forms[choice.form]
+            idx = list(choice.terms)
+            p = torch.as_tensor(form.p[:, idx], dtype=choice.dtype, device=device).contiguous()
+            q = torch.as_tensor(form.q[:, idx], dtype=choice.dtype, device=device).contiguous()
+            self._tensors[key] = (p, q, form.denom)
+        return self._tensors[key]
+
+
+_CACHE: dict[tuple[str, str, int], PreparedTable] = {}
+
+
+def table_key(table: np.ndarray, fmt: OperandFormat) -> str:
+    """Hash of a table's bytes and format (the preparation cache key)."""
+    data = np.ascontiguousarray(table, dtype=np.int64).tobytes()
+    return hashlib.sha1(data + fmt.name.encode()).hexdigest()
+
+
+def build_forms(table: np.ndarray, fmt: OperandFormat, max_rank: int = DEFAULT_MAX_RANK) -> tuple[Form, ...]:
+    """All candidate forms of `table` (each verified exact by construction or by `check_form`)."""
+    table = np.asarray(table, dtype=np.int64)
+    a, w = fmt.a_codes(), fmt.w_codes()
+    err = table - np.outer(a, w)
+    ident_p, ident_q = a[:, None], w[:, None]
+    forms = []
+    p, q, cols = weight_split(table)
+    forms.append(make_form("w-split", "table", p, q, 1, cols))
+    p, q, cols = weight_split(err)
+    forms.append(make_form("w-split", "error", np.hstack([p, ident_p]), np.hstack([q, ident_q]), 1,
+                           np.append(cols, -1)))
+    p, q = activation_split(table)
+    forms.append(make_form("a-split", "table", p, q))
+    p, q = activation_split(err)
+    forms.append(make_form("a-split", "error", np.hstack([p, ident_p]), np.hstack([q, ident_q])))
+    limit = min(max_rank, min(forms[0].rank, forms[2].rank) - 2)
+    lr = low_rank(err, limit) if limit >= 0 else None
+    if lr is not None:
+        p, q, d = lr
+        forms.append(make_form("low-rank", "error", np.hstack([p, ident_p * d]), np.hstack([q, ident_q]), d))
+    return tuple(forms)
+
+
+def prepare(mul: AppMul, max_rank: int = DEFAULT_MAX_RANK) -> PreparedTable:
+    """Prepared form of `mul`, cached by table hash and format (shared by all layers using it).
+
+    Args:
+        mul: the multiplier.
+        max_rank: largest error rank tried for the low-rank form.
+
+    Returns:
+        The `PreparedTable`.
+    """
+    key = (table_key(mul.table, mul.fmt), mul.fmt.name, max_rank)
+    if key not in _CACHE:
+        is_exact = mul.is_exact
+        forms = () if is_exact else build_forms(mul.table, mul.fmt, max_rank)
+        _CACHE[key] = PreparedTable(mul.name, mul.fmt, is_exact, forms)
+    return _CACHE[key]
+
+
+def clear_cache() -> None:
+    """Forget every prepared table (and their device tensors)."""
+    _CACHE.clear()

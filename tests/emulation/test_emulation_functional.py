@@ -1,0 +1,230 @@
+"""approx_conv2d / approx_linear against the brute-force unfold + gather reference (max abs diff 0)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from emulation_ref import random_appmul, random_codes, ref_conv2d, ref_linear, truncated_table
+
+from fames.emulation.factor import check_form
+from fames.emulation.functional import approx_conv2d, approx_linear
+from fames.emulation.plan import F32_EXACT, F64_EXACT, accumulate_dtype, prepare
+from fames.multipliers.appmul import AppMul
+from fames.multipliers.formats import OperandFormat
+
+# (x shape, w shape, stride, padding, dilation, groups)
+CONVS = [
+    ((2, 3, 5, 5), (4, 3, 1, 1), 1, 0, 1, 1),  # 1x1
+    ((2, 3, 6, 6), (4, 3, 3, 3), 1, 0, 1, 1),  # 3x3
+    ((2, 3, 7, 7), (4, 3, 3, 3), 2, 1, 1, 1),  # stride 2 + padding
+    ((1, 2, 7, 6), (3, 2, 3, 2), 1, (2, 1), 1, 1),  # asymmetric padding
+    ((1, 3, 9, 9), (2, 3, 3, 3), 1, 2, 2, 1),  # dilation
+    ((2, 4, 6, 6), (6, 2, 3, 3), 1, 1, 1, 2),  # groups
+    ((2, 4, 6, 6), (4, 1, 3, 3), 2, 1, 1, 4),  # depthwise
+]
+FORMATS = list(itertools.product(range(2, 9), range(2, 9), (False, True)))
+KINDS = ("random", "trunc", "zero")
+
+
+def _case(i: int, a_bits: int, w_bits: int, a_signed: bool):
+    w_signed = (i % 5) != 0  # unsigned weights every fifth case (functional core only)
+    fmt = OperandFormat(a_bits, a_signed, w_bits, w_signed)
+    mul = random_appmul(fmt, np.random.default_rng(i), KINDS[i % 3])
+    return fmt, mul
+
+
+@pytest.mark.parametrize("i", range(len(FORMATS)))
+def test_conv_and_linear_match_reference(i: int) -> None:
+    a_bits, w_bits, a_signed = FORMATS[i]
+    fmt, mul = _case(i, a_bits, w_bits, a_signed)
+    prepared = prepare(mul)
+    gen = torch.Generator().manual_seed(i)
+    for j in (i % len(CONVS), (i + 3) % len(CONVS)):
+        xs, ws, stride, padding, dilation, groups = CONVS[j]
+        x = random_codes(xs, *fmt.a_range, gen)
+        w = random_codes(ws, *fmt.w_range, gen)
+        pad_taps = (i + j) % 2 == 0
+        got = approx_conv2d(x, w, prepared, stride, padding, dilation, groups, pad_taps)
+        ref = ref_conv2d(x, w, mul.table, fmt, stride, padding, dilation, groups, pad_taps)
+        assert got.shape == ref.shape
+        assert (got.double() - ref.double()).abs().max().item() == 0, (fmt.name, j, pad_taps)
+    x = random_codes((3, 2, 17), *fmt.a_range, gen)
+    w = random_codes((5, 17), *fmt.w_range, gen)
+    assert torch.equal(approx_linear(x, w, prepared).double(), ref_linear(x, w, mul.table, fmt).double())
+
+
+@pytest.mark.parametrize("name", ["u2xs2", "s4xs4", "u8xs8"])
+def test_exact_multiplier_is_plain_conv(name: str) -> None:
+    fmt = OperandFormat.parse(name)
+    prepared = prepare(AppMul.exact(fmt))
+    assert prepared.is_exact and prepared.forms == ()
+    gen = torch.Generator().manual_seed(1)
+    x = random_codes((2, 3, 6, 6), *fmt.a_range, gen)
+    w = random_codes((4, 3, 3, 3), *fmt.w_range, gen)
+    assert torch.equal(approx_conv2d(x, w, prepared, 1, 1), F.conv2d(x, w, padding=1))
+    xl, wl = x.flatten(1), random_codes((4, 108), *fmt.w_range, gen)
+    assert torch.equal(approx_linear(xl, wl, prepared), F.linear(xl, wl))
+
+
+def test_padding_semantics_zero_code_product() -> None:
+    """T[0, v] != 0: padded taps count T[0, w] with pad_taps=True and nothing with pad_taps=False."""
+    fmt = OperandFormat.parse("u4xs4")
+    table = fmt.exact_table()
+    table[0] = 3  # 0 x v -> 3
+    mul = AppMul("zero3", fmt, table)
+    x = torch.zeros(1, 1, 3, 3)
+    w = torch.ones(1, 1, 3, 3)
+    taps = approx_conv2d(x, w, prepare(mul), padding=1, pad_taps=True)
+    skip = approx_conv2d(x, w, prepare(mul), padding=1, pad_taps=False)
+    assert taps[0, 0].tolist() == [[27.0] * 3] * 3  # every one of the 9 taps returns 3
+    assert skip[0, 0].tolist() == [[12.0, 18.0, 12.0], [18.0, 27.0, 18.0], [12.0, 18.0, 12.0]]
+    ref = ref_conv2d(x, w, table, fmt, padding=1, pad_taps=False)
+    assert torch.equal(skip.double(), ref.double())
+
+
+@pytest.mark.parametrize("name", ["u8xs8", "s8xs8", "u6xs4", "s3xs5"])
+def test_low_rank_structured_tables(name: str) -> None:
+    fmt = OperandFormat.parse(name)
+    k = (fmt.a_bits + fmt.w_bits) // 2
+    mul = AppMul("trunc", fmt, truncated_table(fmt, k))
+    prepared = prepare(mul)
+    form = [f for f in prepared.forms if f.kind == "low-rank"]
+    assert form, "truncation error has low rank"
+    rank = form[0].rank - 1
+    assert rank <= k  # E = -sum_{i+j<k} a_i w_j 2^(i+j) has rank <= k
+    gen = torch.Generator().manual_seed(2)
+    x = random_codes((2, 8, 6, 6), *fmt.a_range, gen)
+    w = random_codes((4, 8, 3, 3), *fmt.w_range, gen)
+    present = np.ones(fmt.shape[1], bool)
+    choice = prepared.choose(present, 72, [1])
+    assert prepared.forms[choice.form].kind == "low-rank"
+    got = approx_conv2d(x, w, prepared, 1, 1)
+    assert torch.equal(got.double(), ref_conv2d(x, w, mul.table, fmt, padding=1).double())
+
+
+def test_all_forms_exact() -> None:
+    rng = np.random.default_rng(5)
+    for name, kind in [("u8xs8", "trunc"), ("s5xs3", "random"), ("u4xu4", "zero"), ("s2xs2", "trunc")]:
+        mul = random_appmul(OperandFormat.parse(name), rng, kind)
+        forms = prepare(mul).forms
+        assert forms
+        for form in forms:
+            assert check_form(form, mul.table), (name, kind, form.name)
+
+
+def test_random_full_rank_uses_present_weight_codes() -> None:
+    fmt = OperandFormat.parse("s8xs8")
+    mul = random_appmul(fmt, np.random.default_rng(3), "random")
+    prepared = prepare(mul)
+    assert not any(f.kind == "low-rank" for f in prepared.forms)
+    gen = torch.Generator().manual_seed(3)
+    x = random_codes((2, 4, 5, 5), *fmt.a_range, gen)
+    w = random_codes((3, 4, 3, 3), -3, 3, gen)  # only 7 weight codes occur
+    got = approx_conv2d(x, w, prepared, 1, 1)
+    assert torch.equal(got.double(), ref_conv2d(x, w, mul.table, fmt, padding=1).double())
+    choice = next(iter(prepared._choices.values()))
+    assert choice.rank == 7
+
+
+def test_accumulate_dtype_rule() -> None:
+    assert accumulate_dtype(100, (F32_EXACT - 1) / 100, [1]) == (torch.float32, 1)
+    assert accumulate_dtype(100, F32_EXACT / 100, [1, 2, 4]) == (torch.float32, 2)
+    assert accumulate_dtype(100, F32_EXACT / 100, [1]) == (torch.float64, 1)
+    assert accumulate_dtype(100, F64_EXACT / 100, [1]) is None
+    # float32 really loses integers at 2^24: why the rule exists
+    assert torch.tensor(float(F32_EXACT + 1), dtype=torch.float32).item() != F32_EXACT + 1
+
+
+def test_large_accumulators_stay_exact() -> None:
+    """K * bound >= 2^24: float32 over channel slices (conv) and float64 (prime in_features)."""
+    fmt = OperandFormat.parse("s8xs8")
+    mul = random_appmul(fmt, np.random.default_rng(4), "random")
+    prepared = prepare(mul)
+    gen = torch.Generator().manual_seed(4)
+    x = torch.full((1, 256, 3, 3), -128.0)
+    x[0, :, 1, 1] = random_codes((256,), *fmt.a_range, gen)
+    w = torch.full((2, 256, 3, 3), -128.0)
+    got = approx_conv2d(x, w, prepared, 1, 1)
+    ref = ref_conv2d(x, w, mul.table, fmt, padding=1)
+    assert ref.abs().max() >= F32_EXACT
+    assert got.dtype == torch.float64 and torch.equal(got, ref.double())
+    xl = random_codes((2, 1031), -128, -120, gen)
+    wl = random_codes((3, 1031), -128, -120, gen)
+    got = approx_linear(xl, wl, prepared)
+    assert got.dtype == torch.float64 and torch.equal(got, ref_linear(xl, wl, mul.table, fmt).double())
+
+
+def test_codes_out_of_range_raise() -> None:
+    fmt = OperandFormat.parse("u2xs2")
+    prepared = prepare(AppMul("t", fmt, fmt.exact_table() + 1))
+    with pytest.raises(ValueError, match="activation codes"):
+        approx_conv2d(torch.full((1, 1, 3, 3), 4.0), torch.ones(1, 1, 1, 1), prepared)
+    with pytest.raises(ValueError, match="weight codes"):
+        approx_linear(torch.ones(1, 3), torch.full((1, 3), 2.0), prepared)
+
+
+def test_batch_chunking_is_exact(monkeypatch) -> None:
+    """Tiny gather budget: the batch is processed in many chunks, result unchanged."""
+    import fames.emulation.functional as fn
+
+    monkeypatch.setattr(fn, "MIN_BUDGET", 0)
+    monkeypatch.setattr(fn, "GATHER_BUDGET", 0.3)
+    monkeypatch.setattr(fn, "WEIGHT_BUDGET", 0)  # one term per chunk
+    fmt = OperandFormat.parse("s4xs4")
+    mul = random_appmul(fmt, np.random.default_rng(6), "random")
+    gen = torch.Generator().manual_seed(6)
+    x = random_codes((5, 2, 5, 5), *fmt.a_range, gen)
+    w = random_codes((3, 2, 3, 3), *fmt.w_range, gen)
+    plan = fn.plan_conv2d_weight(w, prepare(mul))
+    assert len(plan.chunks) > 2
+    got = approx_conv2d(x, w, prepare(mul), 1, 1, plan=plan)
+    assert torch.equal(got.double(), ref_conv2d(x, w, mul.table, fmt, padding=1).double())
+    xl, wl = random_codes((7, 11), *fmt.a_range, gen), random_codes((4, 11), *fmt.w_range, gen)
+    got = approx_linear(xl, wl, prepare(mul))
+    assert torch.equal(got.double(), ref_linear(xl, wl, mul.table, fmt).double())
+
+
+def test_string_padding() -> None:
+    fmt = OperandFormat.parse("u3xs3")
+    mul = random_appmul(fmt, np.random.default_rng(7), "zero")
+    gen = torch.Generator().manual_seed(7)
+    x = random_codes((1, 2, 5, 5), *fmt.a_range, gen)
+    w = random_codes((2, 2, 3, 3), *fmt.w_range, gen)
+    same = approx_conv2d(x, w, prepare(mul), padding="same")
+    assert torch.equal(same.double(), ref_conv2d(x, w, mul.table, fmt, padding=1).double())
+    valid = approx_conv2d(x, w, prepare(mul), padding="valid")
+    assert torch.equal(valid.double(), ref_conv2d(x, w, mul.table, fmt).double())
+    with pytest.raises(ValueError, match="asymmetric"):
+        approx_conv2d(x, random_codes((2, 2, 2, 2), *fmt.w_range, gen), prepare(mul), padding="same")
+
+
+def test_slices_with_groups() -> None:
+    """float32 over input-channel slices combined with grouped conv."""
+    fmt = OperandFormat.parse("s8xs8")
+    mul = random_appmul(fmt, np.random.default_rng(8), "random")
+    gen = torch.Generator().manual_seed(8)
+    x = torch.full((1, 512, 3, 3), -128.0)
+    x[0, :, 1, 1] = random_codes((512,), *fmt.a_range, gen)
+    w = torch.full((4, 256, 3, 3), -128.0)
+    w[:, :8] = random_codes((4, 8, 3, 3), *fmt.w_range, gen)
+    prepared = prepare(mul)
+    plan = __import__("fames.emulation.functional", fromlist=["x"]).plan_conv2d_weight(w, prepared, 2)
+    assert plan.choice.slices > 1 and plan.dtype == torch.float32
+    got = approx_conv2d(x, w, prepared, 1, 1, 1, 2, plan=plan)
+    assert torch.equal(got, ref_conv2d(x, w, mul.table, fmt, padding=1, groups=2).double())
+
+
+def test_linear_slices() -> None:
+    fmt = OperandFormat.parse("s8xs8")
+    mul = random_appmul(fmt, np.random.default_rng(9), "random")
+    gen = torch.Generator().manual_seed(9)
+    xl = random_codes((3, 1024), -128, -120, gen)
+    wl = random_codes((2, 1024), -128, -120, gen)
+    plan = __import__("fames.emulation.functional", fromlist=["x"]).plan_linear_weight(wl, prepare(mul))
+    assert plan.choice.slices > 1 and plan.dtype == torch.float32
+    got = approx_linear(xl, wl, prepare(mul), plan=plan)
+    assert torch.equal(got, ref_linear(xl, wl, mul.table, fmt).double())
