@@ -30,7 +30,8 @@ class VGG(nn.Module):
         self.features = nn.Sequential(*layers)
         side = image_size // 8
         self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(channels * side * side, 256), nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, num_classes)
+            nn.Flatten(), nn.Linear(channels * side * side, 256), nn.ReLU(), nn.Dropout(0.3),
+            nn.Linear(256, num_classes),
         )
 
     def forward(self, x):

@@ -10,8 +10,8 @@ bit-operations, solved by HiGHS through `scipy.optimize.milp`.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -124,7 +124,9 @@ def layer_infos(
     ]
 
 
-def _budget_row(layers: Sequence[LayerInfo], kind: str, bits: int, layer: LayerInfo, act: Callable[[int], int]) -> float:
+def _budget_row(
+    layers: Sequence[LayerInfo], kind: str, bits: int, layer: LayerInfo, act: Callable[[int], int]
+) -> float:
     if kind == "avg_bits":
         return layer.params * bits / sum(li.params for li in layers)
     if kind == "size_kb":

@@ -7,7 +7,7 @@ multiplier by setting ``layer.emulator`` (a callable ``(layer, x_int, w_int) -> 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

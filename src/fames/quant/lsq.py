@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from fames.multipliers.formats import MIN_BITS, MAX_BITS, code_range
+from fames.multipliers.formats import MAX_BITS, MIN_BITS, code_range
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
