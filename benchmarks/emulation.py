@@ -2,7 +2,7 @@
 
 Run (from the repository root):
 
-    python benchmarks/emulation.py [--quick] [--device cpu|cuda] [--threads 1] [--model] [--checkpoint PATH]
+    python benchmarks/emulation.py [--quick] [--device cpu|cuda] [--threads 1] [--models lenet,vgg,resnet]
 
 Writes ``benchmarks/results/emulation.json`` and prints a Markdown table.
 
@@ -15,16 +15,16 @@ approximate op (`fames.emulation.approx_conv2d`/`approx_linear` with the weight 
 brute-force unfold + LUT-gather emulation (timed once per format and layer: it does
 not depend on the table). Table kinds: ``random`` (full-rank noise on every entry), ``structured``
 (truncation: partial products ``a_i w_j 2^(i+j)`` with ``i + j < k`` dropped, low rank), and library
-entries (the built-in library when `builtin_library()` loads, otherwise synthetic truncation /
-perforation tables, recorded as ``"library": "synthetic"``).
+entries of the built-in library (required: `fames lib build` makes it).
 
 Peak memory (CPU): each variant runs once in a fresh child process; the child builds its inputs, resets
 the kernel's resident-set high-water mark (``/proc/self/clear_refs`` = 5), runs the op once and reads
 ``VmHWM``. Reported: peak resident growth during the call plus the bytes of the inputs (codes and
 weights), i.e. the working set of the call. On CUDA, ``torch.cuda.max_memory_allocated`` is used.
 
-``--model`` also times a whole LeNet-like quantized model (or ``--checkpoint``: a module saved with
-``torch.save(model)``, quantized with `fames.quant.quantize_`) on 10k images, exact vs emulated.
+It also reports the distribution of R (extra terms of the cheapest exact form), rank(E) and non-zero
+rows/columns over the built-in library, and times the whole reference models (``--models``) on the 10k
+Fashion-MNIST test images, exact vs emulated (each layer: the middle-energy Pareto entry of its format).
 """
 
 from __future__ import annotations
@@ -43,13 +43,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from fames.emulation import approx_conv2d, approx_linear, approximate_, prepare
 from fames.emulation.functional import clear_workspace, plan_conv2d_weight, plan_linear_weight
 from fames.multipliers.appmul import AppMul
 from fames.multipliers.formats import OperandFormat
 
+ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "emulation.json"
 CONV = {"kind": "conv", "name": "conv N256 32->32 14x14 k3 p1", "n": 256, "cin": 32, "cout": 32, "hw": 14,
         "k": 3, "pad": 1}
@@ -69,38 +69,46 @@ def truncation(fmt: OperandFormat, k: int) -> np.ndarray:
                      bits(fmt.w_codes(), fmt.w_bits, fmt.w_signed), keep.astype(np.int64))
 
 
-def perforation(fmt: OperandFormat, row: int) -> np.ndarray:
-    """Drop partial-product row `row` (activation bit `row` times the whole weight)."""
-    a = fmt.a_codes()
-    bit = ((a >> row) & 1) * (2**row) * (-1 if (fmt.a_signed and row == fmt.a_bits - 1) else 1)
-    return fmt.exact_table() - np.outer(bit, fmt.w_codes())
-
-
 def random_table(fmt: OperandFormat, seed: int) -> np.ndarray:
     exact = fmt.exact_table()
     scale = max(1, int(np.abs(exact).max()) // 8)
     return exact + np.random.default_rng(seed).integers(-scale, scale + 1, size=exact.shape)
 
 
-def synthetic_library(fmt: OperandFormat, quick: bool) -> list[AppMul]:
-    total = fmt.a_bits + fmt.w_bits
-    ks = sorted({1, 2, total // 3, total // 2, (2 * total) // 3} - {0})
-    muls = [AppMul(f"{fmt.name}_trunc_k{k}", fmt, truncation(fmt, k)) for k in ks]
-    muls += [AppMul(f"{fmt.name}_perf_r{r}", fmt, perforation(fmt, r)) for r in (0, 1)]
-    return muls[::2] if quick else muls
-
-
 def library_entries(fmt: OperandFormat, quick: bool) -> tuple[str, list[AppMul]]:
-    try:
-        from fames.multipliers.library import builtin_library
+    """Approximate entries of the built-in library for `fmt` (a spread subset in quick mode)."""
+    from fames.multipliers.library import builtin_library
 
-        lib = builtin_library()
-        muls = [m for m in lib if m.fmt == fmt and not m.is_exact]
-        if quick and len(muls) > 6:
-            muls = muls[:: max(1, len(muls) // 6)][:6]
-        return "builtin", muls
-    except (ImportError, FileNotFoundError, ValueError, OSError):
-        return "synthetic", synthetic_library(fmt, quick)
+    lib = builtin_library()
+    muls = [m for m in lib if m.fmt == fmt and not m.is_exact]
+    if quick and len(muls) > 6:
+        muls = muls[:: max(1, len(muls) // 6)][:6]
+    return "builtin", muls
+
+
+def library_ranks() -> dict:
+    """Distribution of R (extra terms of the cheapest exact form), rank(E) and non-zero rows/columns."""
+    from fames.multipliers.library import builtin_library
+
+    per_format: dict[str, list[dict]] = {}
+    for mul in builtin_library():
+        if mul.is_exact:
+            continue
+        err = mul.error_table
+        forms = prepare(mul).forms
+        per_format.setdefault(mul.fmt.name, []).append({
+            "name": mul.name, "rank": int(np.linalg.matrix_rank(err.astype(np.float64))),
+            "nonzero_rows": int(np.count_nonzero(np.any(err != 0, axis=1))),
+            "nonzero_cols": int(np.count_nonzero(np.any(err != 0, axis=0))),
+            "R_cheapest": int(min(f.rank for f in forms)) - 1,
+        })
+    summary = {}
+    for fmt, entries in per_format.items():
+        rs = [e["R_cheapest"] for e in entries]
+        summary[fmt] = {"entries": len(entries), "R_min": min(rs), "R_median": float(np.median(rs)),
+                        "R_max": max(rs), "rank_median": float(np.median([e["rank"] for e in entries])),
+                        "detail": entries}
+    return summary
 
 
 def get_table(fmt: OperandFormat, kind: str, entry: str | None, quick: bool) -> AppMul:
@@ -332,57 +340,47 @@ def check_targets(rows: list[dict]) -> dict:
 
 
 # ----------------------------------------------------------------------------- whole model
-def lenet(bits: dict | None = None) -> nn.Module:
-    from fames.quant.api import quantize_
+def run_model(args: argparse.Namespace) -> list[dict]:
+    """Whole reference models on the 10k Fashion-MNIST test images: exact vs emulated wall time.
 
-    torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
-    )
-    bits = bits or {"0": 8, "3": {"w": 2, "a": 4}, "7": {"w": 4, "a": 4}, "9": {"w": 2, "a": 2}, "11": 8}
-    quantize_(net, bits, calibration=torch.rand(256, 1, 28, 28))
-    return net.eval()
-
-
-def run_model(args: argparse.Namespace) -> dict:
-    from fames.multipliers.library import Library
+    Each layer gets the middle-energy Pareto entry of the built-in library for its format.
+    """
+    from fames.checkpoint import load_checkpoint
+    from fames.data import load_dataset
+    from fames.multipliers.library import builtin_library
     from fames.quant.api import quant_layers
 
-    if args.checkpoint:
-        net = torch.load(args.checkpoint, map_location=args.device, weights_only=False).eval()
-        shape = tuple(int(s) for s in args.input_shape.split(","))
-    else:
-        net, shape = lenet(), (1, 28, 28)
-    net.to(args.device)
-    images = torch.rand(args.images, *shape, device=args.device)
-    entries, assignment = [], {}
-    for name, layer in quant_layers(net):
-        fmt = layer.operand_format
-        kind, lib = library_entries(fmt, True)
-        mul = lib[len(lib) // 2]
-        entries.append(mul)
-        assignment[name] = mul.name
-    library = Library({m.name: m for m in entries}.values())
+    lib = builtin_library()
+    images = load_dataset("fashion-mnist").test.x[: args.images].to(args.device)
+    out = []
+    for name in [m for m in args.models.split(",") if m]:
+        path = ROOT / "src" / "fames" / "assets" / "models" / f"{name}_mp.safetensors"
+        net, _ = load_checkpoint(path)
+        net.to(args.device).eval()
+        assignment = {}
+        for layer_name, layer in quant_layers(net):
+            front = [m for m in lib.pareto(layer.operand_format) if not m.is_exact]
+            assignment[layer_name] = front[len(front) // 2].name
 
-    def evaluate() -> None:
-        with torch.no_grad():
-            for b in range(0, images.shape[0], args.batch):
-                net(images[b:b + args.batch])
+        def evaluate(net=net) -> None:
+            with torch.no_grad():
+                for b in range(0, images.shape[0], args.batch):
+                    net(images[b:b + args.batch])
 
-    evaluate()
-    t_exact = [timed(evaluate, args.device) for _ in range(3)]
-    approximate_(net, assignment, library)
-    evaluate()
-    t_approx = [timed(evaluate, args.device) for _ in range(3)]
-    approximate_(net, {}, library)
-    te, ta = statistics.median(t_exact), statistics.median(t_approx)
-    return {"model": args.checkpoint or "lenet-like (built here)", "images": args.images, "batch": args.batch,
-            "assignment": assignment, "t_exact_s": te, "t_approx_s": ta, "ratio": ta / te}
+        evaluate()
+        t_exact = [timed(evaluate, args.device) for _ in range(3)]
+        approximate_(net, assignment, lib)
+        evaluate()
+        t_approx = [timed(evaluate, args.device) for _ in range(3)]
+        approximate_(net, {}, lib)
+        te, ta = statistics.median(t_exact), statistics.median(t_approx)
+        out.append({"model": name, "checkpoint": str(path.relative_to(ROOT)), "images": int(images.shape[0]),
+                    "batch": args.batch, "assignment": assignment, "t_exact_s": te, "t_approx_s": ta,
+                    "ratio": ta / te})
+        print(f"  model {name}: exact {te:.2f}s, emulated {ta:.2f}s", file=sys.stderr)
+    return out
 
 
-# ----------------------------------------------------------------------------- output
 def markdown(rows: list[dict]) -> str:
     head = ("| format | layer | table | form | R | dtype | exact ms | approx ms | gather ms | approx/exact "
             "| best-of ratio | gather/approx | mem approx/exact |")
@@ -400,9 +398,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer formats, entries and repeats")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model", action="store_true", help="also time a whole emulated model")
-    parser.add_argument("--checkpoint", default=None, help="torch.save'd quantized model for --model")
-    parser.add_argument("--input-shape", default="1,28,28", help="C,H,W of the checkpoint's input")
+    parser.add_argument("--models", default="lenet,vgg,resnet",
+                        help="reference models to emulate whole on the test images ('' to skip)")
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--out", default=str(RESULTS))
@@ -423,17 +420,20 @@ def main() -> None:
                          "during one call + input bytes (CUDA: max_memory_allocated)",
         "cases": rows, "targets": check_targets(rows),
     }
-    if args.model or args.checkpoint:
-        record["model"] = run_model(args)
+    record["library_ranks"] = library_ranks()
+    record["models"] = run_model(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
     print(markdown(rows))
     print()
     print("targets:", json.dumps(record["targets"], indent=1))
-    if "model" in record:
-        m = record["model"]
-        print(f"model: exact {m['t_exact_s']:.2f}s, emulated {m['t_approx_s']:.2f}s, ratio {m['ratio']:.2f}")
+    print("\n| format | entries | R min | R median | R max | rank(E) median |\n|---|---|---|---|---|---|")
+    for fmt, r in record["library_ranks"].items():
+        print(f"| {fmt} | {r['entries']} | {r['R_min']} | {r['R_median']:g} | {r['R_max']} | {r['rank_median']:g} |")
+    print("\n| model | test images | exact s | emulated s | ratio |\n|---|---|---|---|---|")
+    for m in record["models"]:
+        print(f"| {m['model']} | {m['images']} | {m['t_exact_s']:.2f} | {m['t_approx_s']:.2f} | {m['ratio']:.2f} |")
     print(f"library: {library_kind}; wrote {out}")
 
 
