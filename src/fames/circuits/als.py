@@ -151,8 +151,15 @@ def search(
     max_candidates: int = 300,
     similar: int = 2,
     seed: int = 0,
+    keep_candidates: bool = False,
 ) -> list[AlsPoint]:
-    """Greedy ALS from `netlist`; every accepted step is returned (the first point is the input)."""
+    """Greedy ALS from `netlist`; every accepted step is returned (the first point is the input).
+
+    With `keep_candidates`, every evaluated candidate that saves area within `max_mred` is returned too
+    (after the accepted steps): one substitution on top of an accepted step. Their Pareto set is much
+    denser than the greedy sequence alone, notably near the exact design (small savings), which small
+    formats need. Meant for small formats (the tables of all candidates are kept in memory).
+    """
     rng = np.random.default_rng(seed)
     s = _Search(netlist, fmt)
     subst: dict[str, str] = {}
@@ -161,6 +168,7 @@ def search(
     table, mred, med = s.score(values)
     area, nets = s.live(values, subst)
     points = [AlsPoint((), table, area, mred, med)]
+    extra: list[AlsPoint] = []
     mask = np.uint64((1 << s.n) - 1) if s.n < 64 else np.uint64(0xFFFFFFFFFFFFFFFF)
     for _ in range(max_steps):
         if area <= 0:
@@ -189,6 +197,8 @@ def search(
             saved = area - t_area
             if saved <= 0 or t_mred > max_mred:
                 continue
+            if keep_candidates:
+                extra.append(AlsPoint(tuple(trial.items()), t_table, t_area, t_mred, t_med))
             key = ((max(t_mred - mred, 0.0) + 1e-9) / saved, -saved, net, rep)
             if best is None or key < best[0]:
                 best = (key, trial, vals, t_table, t_mred, t_med, t_area)
@@ -198,7 +208,7 @@ def search(
         order, readers = s.graph(subst)
         _, nets = s.live(values, subst)
         points.append(AlsPoint(tuple(subst.items()), table, area, mred, med))
-    return points
+    return points + extra
 
 
 def _hamming(x: np.ndarray, y: np.ndarray, n: int) -> int:
@@ -261,8 +271,13 @@ def als_variants(
     max_mred: float = 0.5,
     max_steps: int = 60,
     max_candidates: int = 300,
+    similar: int = 2,
+    keep_candidates: bool = False,
 ) -> list[tuple[str, str, np.ndarray, dict]]:
     """Approximate variants of a design: up to `n_max` Pareto points (area proxy vs MRED), exact one excluded.
+
+    With `keep_candidates` the Pareto set is taken over every candidate evaluated by the greedy search,
+    not only its accepted steps (see `search`).
 
     Returns:
         ``[(verilog, top, table, params)]``; each Verilog computes its table exactly (verify with
@@ -272,9 +287,19 @@ def als_variants(
     netlist = parse_netlist(synthesize(design_verilog, top, liberty=lib), load_cells(lib))
     bitsim.check_ports(netlist, fmt)
     points = search(
-        netlist, fmt, max_steps=max_steps, max_mred=max_mred, max_candidates=max_candidates, seed=seed
+        netlist,
+        fmt,
+        max_steps=max_steps,
+        max_mred=max_mred,
+        max_candidates=max_candidates,
+        seed=seed,
+        similar=similar,
+        keep_candidates=keep_candidates,
     )
-    front = [p for p in pareto(points) if p.subst and p.mred > 0]
+    if keep_candidates:  # approximate points only: a zero-error simplification must not hide them
+        front = pareto([p for p in points if p.subst and p.mred > 0])
+    else:
+        front = [p for p in pareto(points) if p.subst and p.mred > 0]
     if len(front) > n_max:
         picks = np.unique(np.linspace(0, len(front) - 1, n_max).round().astype(int))
         front = [front[k] for k in picks]

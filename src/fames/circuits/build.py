@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +32,98 @@ DEFAULT_FORMATS = (
 Progress = Callable[[int, int, str], None]  # (done, total, name of the item just finished)
 
 
+# Small formats (a_bits + w_bits <= SMALL_BITS) have few generator designs and coarse ALS steps, so
+# their front would be sparse: ALS there keeps the Pareto set of every evaluated candidate (not only the
+# greedy steps), evaluates every candidate with more replacement nets, keeps SMALL_N_MAX_FACTOR times
+# more variants, and also starts from yosys' own exact multiplier and from SMALL_BASES approximate
+# generator designs (spread over the more accurate half).
+# Larger formats use the plain greedy run from the exact.
+SMALL_BITS = 8
+SMALL_N_MAX_FACTOR = 6
+SMALL_BASES = 6
+
+
+def _is_small(fmt: OperandFormat) -> bool:
+    # 2x2 formats are covered by the exhaustive enumeration of their output functions instead
+    return fmt.a_bits + fmt.w_bits <= SMALL_BITS and not (fmt.a_bits == 2 and fmt.w_bits == 2)
+
+
 def _als_steps(fmt: OperandFormat) -> int:
     return 40 if fmt.a_bits + fmt.w_bits <= 10 else 20
 
 
-def _als_job(item: tuple[str, str, str, int, int]) -> list[tuple[str, str, np.ndarray, dict]]:
+def _als_job(item: tuple[str, str, str, int, int, bool]) -> list[tuple[str, str, np.ndarray, dict]]:
     from fames.circuits.als import als_variants
 
-    verilog, top, fmt_name, n_max, seed = item
+    verilog, top, fmt_name, n_max, seed, keep_candidates = item
     fmt = OperandFormat.parse(fmt_name)
     steps = _als_steps(fmt)
-    return als_variants(verilog, top, fmt, n_max=n_max, seed=seed, max_steps=steps, max_candidates=150)
+    return als_variants(
+        verilog,
+        top,
+        fmt,
+        n_max=n_max,
+        seed=seed,
+        max_steps=steps,
+        # small formats: every candidate evaluated (a few hundred, at most 256 patterns each), with
+        # more near-identical replacement nets (e.g. an MSB by its neighbour: error at one corner only)
+        max_candidates=1000 if keep_candidates else 150,
+        similar=4 if keep_candidates else 2,
+        max_mred=1.0 if keep_candidates else 0.5,  # and down to the cheap end of the front
+        keep_candidates=keep_candidates,
+    )
+
+
+def _mred(fmt: OperandFormat, table: np.ndarray) -> float:
+    exact = fmt.exact_table()
+    nz = exact != 0
+    return float((np.abs(np.asarray(table) - exact)[nz] / np.abs(exact[nz])).mean())
+
+
+@dataclass(frozen=True)
+class _AlsBase:
+    """A start point of ALS that is not itself a library candidate."""
+
+    name: str
+    family: str
+    verilog: str
+    top: str
+
+
+def mulop_base(fmt: OperandFormat) -> _AlsBase:
+    """The exact product written as one ``*`` (yosys' own multiplier), an ALS start point only.
+
+    Its mapped netlist differs from the structural exact one and offers other near-exact
+    simplifications (ALS writes every variant as a gate-level netlist, so no variant is behavioural).
+    """
+    top = f"{fmt.name}_mulop"
+    p = fmt.a_bits + fmt.w_bits
+    if fmt.a_signed or fmt.w_signed:
+        sa = "$signed(a)" if fmt.a_signed else "$signed({1'b0, a})"
+        sb = "$signed(b)" if fmt.w_signed else "$signed({1'b0, b})"
+        expr = f"{sa} * {sb}"
+    else:
+        expr = "a * b"
+    verilog = (
+        f"module {top}(input [{fmt.a_bits - 1}:0] a, input [{fmt.w_bits - 1}:0] b, output [{p - 1}:0] y);\n"
+        f"  assign y = {expr};\nendmodule\n"
+    )
+    return _AlsBase(top, "mulop", verilog, top)
+
+
+def als_bases(fmt: OperandFormat, designs: list) -> list:
+    """Designs ALS starts from: the exact one; for small formats also yosys' ``*`` (see `mulop_base`)
+    and some of the more accurate approximate designs."""
+    exact = next(d for d in designs if d.family == "exact")
+    if not _is_small(fmt):
+        return [exact]
+    approx = [(_mred(fmt, d.table), d.name, d) for d in designs if d.family != "exact"]
+    approx = [p for p in approx if p[0] > 0]
+    approx.sort(key=lambda p: (p[0], p[1]))
+    # the most accurate half, spread evenly: each start fills a different stretch of the front
+    half = approx[: max(SMALL_BASES, (len(approx) + 1) // 2)]
+    picks = np.unique(np.linspace(0, len(half) - 1, min(SMALL_BASES, len(half))).round().astype(int))
+    return [exact, mulop_base(fmt)] + [half[k][2] for k in picks]
 
 
 def _char_job(item: tuple[str, str, str, list, float]) -> tuple[str, dict | None, str | None]:
@@ -112,10 +194,20 @@ def build_library(
         for d in per_fmt[fmt.name]:
             items.append((fmt, d.name, d.family, d.verilog, np.asarray(d.table), dict(d.params)))
     if als:
-        exacts = [next(d for d in per_fmt[f.name] if d.family == "exact") for f in fmts]
-        als_items = [(d.verilog, d.top, d.fmt.name, als_n_max, seed) for d in exacts]
-        variants = _run(_als_job, als_items, jobs, progress, [f"ALS {d.name}" for d in exacts])
-        for fmt, base, found in zip(fmts, exacts, variants, strict=True):
+        bases = [(f, d) for f in fmts for d in als_bases(f, per_fmt[f.name])]
+        als_items = [
+            (
+                d.verilog,
+                d.top,
+                f.name,
+                als_n_max * SMALL_N_MAX_FACTOR if _is_small(f) else als_n_max,
+                seed,
+                _is_small(f),
+            )
+            for f, d in bases
+        ]
+        variants = _run(_als_job, als_items, jobs, progress, [f"ALS {d.name}" for _, d in bases])
+        for (fmt, base), found in zip(bases, variants, strict=True):
             for k, (verilog, top, table, params) in enumerate(found):
                 name = f"{base.name}_als{k}"
                 verilog = verilog.replace(f"module {top}(", f"module {name}(", 1)

@@ -220,7 +220,7 @@ def _json_default(value: object) -> object:
 
 
 def save_library(lib: Library, path: str | os.PathLike) -> Path:
-    """Write `lib` to `path` atomically (temporary file, then rename). Returns the path.
+    """Write `lib` to `path` atomically (temporary file, then rename), mode 0644. Returns the path.
 
     Raises:
         ValueError: when a format present has no exact multiplier.
@@ -233,6 +233,7 @@ def save_library(lib: Library, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # package data: mkstemp creates 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
