@@ -77,7 +77,10 @@ def open_library(path: str | None) -> tuple[Library, str]:
     """The library at `path`, else the built-in one; also a label saying which was used."""
     if path:
         return load_library(path), str(Path(path).resolve())
-    return builtin_library(), f"builtin:{builtin_library_path().name}"  # FileNotFoundError when not built
+    try:
+        return builtin_library(), f"builtin:{builtin_library_path().name}"
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{exc}; or pass --library FILE") from None
 
 
 def candidates(library: Iterable[AppMul], fmt: OperandFormat) -> list[AppMul]:

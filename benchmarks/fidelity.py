@@ -1,0 +1,386 @@
+"""Fidelity and additivity of the loss-change estimators (issue 5, item 3).
+
+Run (from the repository root):
+
+    .venv/bin/python benchmarks/fidelity.py [--quick] [--models lenet,vgg,resnet] \
+        [--checkpoint-dir src/fames/assets/models] [--library FILE]
+
+Writes ``benchmarks/results/fidelity.json`` and ``benchmarks/results/fidelity.md`` and prints the table.
+
+For each reference checkpoint ``<dir>/<model>_mp.safetensors``:
+
+1. Counting matrices (`fames.sensitivity.counting_matrices`) on a seeded subset of 1,024 training images
+   (the calibration set), with `fames.select`'s default ``groups`` and ``pad_taps=True``.
+2. Every single-layer substitution: each characterised approximate multiplier of the layer's operand format
+   (``--quick``: at most 8 per layer spread across the energy range) is emulated alone
+   (`fames.emulation.approximate_`) and measured on the calibration subset and on the test split (loss and
+   accuracy change against the exact quantized model; ``--quick`` uses a seeded 2,000-image test subset).
+3. Every estimator of `fames.sensitivity.ESTIMATORS` is compared with the measured change of the mean
+   calibration loss (the quantity the estimates predict): Spearman and Pearson per model and per layer,
+   the median ratio estimate / measured (over substitutions that raise the loss), the same correlations
+   against the test-loss change, and (``*_mild``) over the mild substitutions only: those whose
+   single-layer calibration accuracy drop is at most ``--mild-max-drop`` points (the regime a selection
+   under a 1-point budget works in; catastrophic multipliers saturate the loss and Taylor terms explode).
+4. Additivity: random multi-layer assignments (30; ``--quick`` 10) drawn from the mild substitutions
+   (with no mild candidate a layer stays exact): the summed estimates and the summed measured single-layer
+   changes are compared with the measured joint change.
+
+``best_estimator`` is the estimator with the highest mean (over models) Spearman against the measured
+calibration-loss change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _common import (
+    CALIBRATION_SIZE,
+    DEFAULT_CHECKPOINT_DIR,
+    REFERENCE_MODELS,
+    SELECT_GROUPS,
+    Reference,
+    candidates,
+    checkpoint_paths,
+    correlation,
+    environment,
+    load_reference,
+    markdown_table,
+    median_ratio,
+    open_library,
+    parse_models,
+    spread,
+    write_outputs,
+)
+
+from fames.emulation.api import approximate_
+from fames.multipliers.appmul import AppMul
+from fames.quant.api import quant_layers
+from fames.selection.evaluate import EvalResult, evaluate_model
+from fames.sensitivity import DEFAULT_ESTIMATOR, ESTIMATORS, counting_matrices, estimate_layer
+from fames.sensitivity.counting import CountingResult
+
+log = logging.getLogger("benchmarks.fidelity")
+
+
+@dataclass
+class Change:
+    """Measured change against the exact model: mean loss (nats) and top-1 accuracy (points)."""
+
+    dloss_cal: float
+    dloss_test: float
+    dacc_cal: float
+    dacc_test: float
+
+
+class Measurer:
+    """Evaluates assignments on the calibration subset and the test data in one batched pass."""
+
+    def __init__(self, ref: Reference, library, test_x: torch.Tensor, test_y: torch.Tensor,
+                 batch_size: int) -> None:
+        self.model, self.library, self.batch_size = ref.model, library, batch_size
+        self.n_cal = len(ref.calibration)
+        self.x = torch.cat([ref.calibration.x, test_x])
+        self.y = torch.cat([ref.calibration.y, test_y])
+        self.evaluations, self.seconds = 0, 0.0
+        self.base = self._run({})
+
+    def _run(self, assignment: Mapping[str, str]) -> tuple[EvalResult, EvalResult]:
+        start = time.perf_counter()
+        approximate_(self.model, assignment, self.library)
+        try:
+            res = evaluate_model(self.model, self.x, self.y, self.batch_size)
+        finally:
+            approximate_(self.model, {}, self.library)
+        self.evaluations += 1
+        self.seconds += time.perf_counter() - start
+        cal = EvalResult(res.correct[: self.n_cal], res.loss[: self.n_cal])
+        test = EvalResult(res.correct[self.n_cal :], res.loss[self.n_cal :])
+        return cal, test
+
+    def change(self, assignment: Mapping[str, str]) -> Change:
+        """Measured change of `assignment` against the exact model."""
+        cal, test = self._run(assignment)
+        base_cal, base_test = self.base
+        return Change(float(cal.loss.mean() - base_cal.loss.mean()),
+                      float(test.loss.mean() - base_test.loss.mean()),
+                      cal.accuracy - base_cal.accuracy, test.accuracy - base_test.accuracy)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="few substitutions per layer, test subset, 10 joints")
+    p.add_argument("--models", default=",".join(REFERENCE_MODELS), help="comma-separated reference models")
+    p.add_argument("--checkpoint-dir", type=Path, default=DEFAULT_CHECKPOINT_DIR)
+    p.add_argument("--library", default=None, help="library file (default: the built-in library)")
+    p.add_argument("--max-per-layer", type=int, default=None, help="substitutions per layer (quick: 8)")
+    p.add_argument("--joints", type=int, default=None,
+                   help="random multi-layer assignments (default 30, quick 10)")
+    p.add_argument("--mild-max-drop", type=float, default=5.0,
+                   help="mild substitutions (mild statistics, joint pool): calibration accuracy drop <= this "
+                   "(points)")
+    p.add_argument("--test-size", type=int, default=None, help="test images (default all, quick 2000)")
+    p.add_argument("--groups", type=int, default=SELECT_GROUPS,
+                   help="micro-batch groups of the counting pass (default: fames.select's)")
+    p.add_argument("--calibration", type=int, default=CALIBRATION_SIZE)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", type=Path, default=None, help="results folder (default benchmarks/results)")
+    args = p.parse_args(argv)
+    if args.max_per_layer is None:
+        args.max_per_layer = 8 if args.quick else None
+    if args.joints is None:
+        args.joints = 10 if args.quick else 30
+    if args.test_size is None:
+        args.test_size = 2000 if args.quick else None
+    return args
+
+
+def layer_candidates(ref: Reference, library, max_per_layer: int | None) -> dict[str, list[AppMul]]:
+    """Per quantized layer, the multipliers to substitute (spread over the energy range when limited)."""
+    return {name: spread(candidates(library, layer.operand_format), max_per_layer)
+            for name, layer in quant_layers(ref.model)}
+
+
+def measure_singles(measurer: Measurer, cands: Mapping[str, list[AppMul]]) -> list[dict[str, Any]]:
+    """One row per single-layer substitution with its measured change."""
+    rows = []
+    for layer, muls in cands.items():
+        for mul in muls:
+            change = measurer.change({layer: mul.name})
+            rows.append({"layer": layer, "multiplier": mul.name, "family": mul.family,
+                         "energy_pj": mul.energy_pj, **asdict(change)})
+        log.info("%s: %d substitutions measured (%.1f s so far)", layer, len(muls), measurer.seconds)
+    return rows
+
+
+def add_estimates(rows: list[dict[str, Any]], counts: CountingResult, cands: Mapping[str, list[AppMul]]
+                  ) -> dict[str, float]:
+    """Add ``estimates[estimator]`` to every row; returns seconds per estimator (all layers)."""
+    seconds = {}
+    index = {(r["layer"], r["multiplier"]): r for r in rows}
+    for r in rows:
+        r["estimates"] = {}
+    for est in ESTIMATORS:
+        start = time.perf_counter()
+        for layer, muls in cands.items():
+            for name, value in estimate_layer(counts.layers[layer], muls, est).items():
+                index[(layer, name)]["estimates"][est] = value
+        seconds[est] = time.perf_counter() - start
+    return seconds
+
+
+def estimator_stats(rows: Sequence[dict[str, Any]], mild_max_drop: float) -> dict[str, dict[str, Any]]:
+    """Per estimator: correlations with the measured calibration/test loss change, overall and per layer."""
+    out = {}
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    mild = [r for r in rows if -r["dacc_cal"] <= mild_max_drop]
+    for est in ESTIMATORS:
+        e = [r["estimates"][est] for r in rows]
+        cal = correlation(e, [r["dloss_cal"] for r in rows])
+        test = correlation(e, [r["dloss_test"] for r in rows])
+        em = [r["estimates"][est] for r in mild]
+        cal_mild = correlation(em, [r["dloss_cal"] for r in mild])
+        per_layer = {}
+        for layer in layers:
+            sub = [r for r in rows if r["layer"] == layer]
+            es = [r["estimates"][est] for r in sub]
+            c = correlation(es, [r["dloss_cal"] for r in sub])
+            per_layer[layer] = {**c, "median_ratio": median_ratio(es, [r["dloss_cal"] for r in sub])}
+        out[est] = {"spearman": cal["spearman"], "pearson": cal["pearson"], "n_substitutions": cal["n"],
+                    "median_ratio": median_ratio(e, [r["dloss_cal"] for r in rows]),
+                    "spearman_test": test["spearman"], "pearson_test": test["pearson"],
+                    "spearman_mild": cal_mild["spearman"], "pearson_mild": cal_mild["pearson"],
+                    "n_mild": cal_mild["n"],
+                    "median_ratio_mild": median_ratio(em, [r["dloss_cal"] for r in mild]),
+                    "per_layer": per_layer}
+    return out
+
+
+def joint_assignments(rows: Sequence[dict[str, Any]], n: int, max_drop: float, seed: int
+                      ) -> list[dict[str, str]]:
+    """Up to `n` distinct random assignments over >= 2 layers from the mild single-layer substitutions."""
+    pool: dict[str, list[str]] = {}
+    for r in rows:
+        if -r["dacc_cal"] <= max_drop:
+            pool.setdefault(r["layer"], []).append(r["multiplier"])
+    layers = sorted(pool)
+    if len(layers) < 2:
+        log.warning("additivity: fewer than two layers have mild substitutions; no joint assignments")
+        return []
+    rng = np.random.default_rng(seed)
+    seen: set[tuple[tuple[str, str], ...]] = set()
+    out: list[dict[str, str]] = []
+    for _ in range(50 * n):
+        if len(out) >= n:
+            break
+        k = int(rng.integers(2, len(layers) + 1))
+        chosen = rng.choice(layers, size=k, replace=False)
+        assignment = {str(layer): str(rng.choice(pool[layer])) for layer in sorted(chosen)}
+        key = tuple(sorted(assignment.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(assignment)
+    return out
+
+
+def additivity(measurer: Measurer, rows: Sequence[dict[str, Any]], assignments: Sequence[dict[str, str]]
+               ) -> dict[str, Any]:
+    """Measured joint changes against summed single-layer estimates and summed measured singles."""
+    index = {(r["layer"], r["multiplier"]): r for r in rows}
+    joints = []
+    for a in assignments:
+        singles = [index[(layer, mul)] for layer, mul in a.items()]
+        change = measurer.change(a)
+        joints.append({"assignment": a, **asdict(change),
+                       "sum_measured_cal": float(sum(s["dloss_cal"] for s in singles)),
+                       "sum_estimates": {est: float(sum(s["estimates"][est] for s in singles))
+                                         for est in ESTIMATORS}})
+    measured = [j["dloss_cal"] for j in joints]
+    stats = {"n_assignments": len(joints),
+             "sum_measured_vs_joint": {**correlation([j["sum_measured_cal"] for j in joints], measured),
+                                       "median_ratio": median_ratio([j["sum_measured_cal"] for j in joints],
+                                                                    measured)},
+             "estimators": {}}
+    for est in ESTIMATORS:
+        pred = [j["sum_estimates"][est] for j in joints]
+        stats["estimators"][est] = {**correlation(pred, measured),
+                                    "median_ratio": median_ratio(pred, measured)}
+    stats["assignments"] = joints
+    return stats
+
+
+def run_model(name: str, path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
+    """The whole benchmark on one reference model."""
+    t0 = time.perf_counter()
+    ref = load_reference(name, path, args.calibration, args.seed)
+    test = ref.data.test if args.test_size is None else ref.data.test.subset(args.test_size, seed=args.seed)
+    cands = layer_candidates(ref, library, args.max_per_layer)
+    approximate_(ref.model, {}, library)
+    t_load = time.perf_counter() - t0
+    counts = counting_matrices(ref.model, (ref.calibration.x, ref.calibration.y), groups=args.groups,
+                               pad_taps=True)
+    measurer = Measurer(ref, library, test.x, test.y, args.batch_size)
+    rows = measure_singles(measurer, cands)
+    t_singles, n_singles = measurer.seconds, measurer.evaluations
+    est_seconds = add_estimates(rows, counts, cands)
+    stats = estimator_stats(rows, args.mild_max_drop)
+    joints = additivity(measurer, rows, joint_assignments(rows, args.joints, args.mild_max_drop, args.seed))
+    base_cal, base_test = measurer.base
+    return {
+        "checkpoint": str(path),
+        "dataset": ref.header.get("dataset"),
+        "layers": {n: {"format": lay.operand_format.name, "candidates": len(cands[n])}
+                   for n, lay in quant_layers(ref.model)},
+        "base": {"loss_cal": float(base_cal.loss.mean()), "accuracy_cal": base_cal.accuracy,
+                 "loss_test": float(base_test.loss.mean()), "accuracy_test": base_test.accuracy},
+        "n_test": len(test),
+        "estimators": stats,
+        "additivity": joints,
+        "substitutions": rows,
+        "timings": {"load": t_load, "counting": counts.seconds,
+                    "counting_memory_mb": counts.memory_bytes / 1e6, "estimation": est_seconds,
+                    "single_evaluations": t_singles, "n_single_evaluations": n_singles,
+                    "seconds_per_evaluation": t_singles / max(n_singles, 1),
+                    "joint_evaluations": measurer.seconds - t_singles,
+                    "total": time.perf_counter() - t0},
+    }
+
+
+def best_estimator(models: Mapping[str, dict[str, Any]]) -> tuple[str | None, dict[str, float | None]]:
+    """Estimator with the highest mean Spearman over models, and every estimator's mean."""
+    means: dict[str, float | None] = {}
+    for est in ESTIMATORS:
+        vals = [m["estimators"][est]["spearman"] for m in models.values()]
+        vals = [v for v in vals if v is not None]
+        means[est] = float(np.mean(vals)) if vals else None
+    ranked = [e for e in means if means[e] is not None]
+    return (max(ranked, key=lambda e: means[e]) if ranked else None), means
+
+
+def markdown(record: dict[str, Any]) -> str:
+    """Estimator table per model, additivity table, best estimator."""
+    rows, add_rows = [], []
+    for model, m in record["models"].items():
+        for est, s in m["estimators"].items():
+            rows.append([model, est + (" (default)" if est == DEFAULT_ESTIMATOR else ""), s["spearman"],
+                         s["pearson"], s["spearman_test"], s["median_ratio"], s["n_substitutions"],
+                         s["spearman_mild"], s["pearson_mild"], s["median_ratio_mild"], s["n_mild"]])
+        a = m["additivity"]
+        sm = a["sum_measured_vs_joint"]
+        add_rows.append([model, "sum of measured singles", sm["spearman"], sm["pearson"], sm["median_ratio"],
+                         a["n_assignments"]])
+        for est, s in a["estimators"].items():
+            add_rows.append([model, f"sum of {est}", s["spearman"], s["pearson"], s["median_ratio"],
+                             a["n_assignments"]])
+    layer_rows = []
+    for model, m in record["models"].items():
+        for layer, s in m["estimators"][DEFAULT_ESTIMATOR]["per_layer"].items():
+            best = record["best_estimator"]
+            other = m["estimators"][best]["per_layer"][layer]["spearman"] if best else None
+            layer_rows.append([model, layer, m["layers"][layer]["format"], s["n"], s["spearman"],
+                               s["pearson"], s["median_ratio"], other])
+    best = record["best_estimator"]
+    parts = [
+        f"## Estimator fidelity ({record['settings']['mode']}, library {record['settings']['library']})",
+        "Correlation of each estimate with the measured change of the mean calibration loss over "
+        "single-layer substitutions (Spearman/Pearson; `spearman_test`: against the test-loss change; "
+        "median ratio estimate/measured over substitutions that raise the loss). *mild*: substitutions "
+        f"whose calibration accuracy drop is at most {record['settings']['mild_max_drop_pts']} points.",
+        markdown_table(["model", "estimator", "Spearman", "Pearson", "Spearman (test)", "median ratio", "n",
+                        "Spearman mild", "Pearson mild", "ratio mild", "n mild"], rows),
+        f"### Per layer ({DEFAULT_ESTIMATOR}; last column: Spearman of the best estimator, {best})",
+        markdown_table(["model", "layer", "format", "n", "Spearman", "Pearson", "median ratio",
+                        f"Spearman {best}"], layer_rows),
+        "### Additivity (random multi-layer assignments: predicted vs measured joint calibration-loss "
+        "change)",
+        markdown_table(["model", "predictor", "Spearman", "Pearson", "median ratio", "n"], add_rows),
+        "Mean Spearman over models: " + ", ".join(f"{e} {v:.3f}" if v is not None else f"{e} -"
+                                                  for e, v in record["mean_spearman"].items())
+        + f". **Best estimator: {best}** (default: {DEFAULT_ESTIMATOR}).",
+    ]
+    return "\n\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    library, lib_label = open_library(args.library)
+    paths = checkpoint_paths(parse_models(args.models), args.checkpoint_dir)
+    if not paths:
+        raise SystemExit(f"no reference checkpoint found in {args.checkpoint_dir}")
+    start = time.perf_counter()
+    models = {}
+    for name, path in paths.items():
+        log.info("model %s (%s)", name, path)
+        models[name] = run_model(name, path, library, args)
+    best, means = best_estimator(models)
+    record = {
+        "benchmark": "fidelity",
+        "best_estimator": best,
+        "default_estimator": DEFAULT_ESTIMATOR,
+        "mean_spearman": means,
+        "models": models,
+        "settings": {"mode": "quick" if args.quick else "full", "library": lib_label,
+                     "calibration": args.calibration, "groups": args.groups, "pad_taps": True,
+                     "max_per_layer": args.max_per_layer, "joints": args.joints,
+                     "mild_max_drop_pts": args.mild_max_drop, "test_size": args.test_size, "seed": args.seed,
+                     "batch_size": args.batch_size, "estimators": list(ESTIMATORS)},
+        "environment": environment(args.threads),
+        "seconds": time.perf_counter() - start,
+    }
+    write_outputs("fidelity", record, markdown(record), args.results or Path(__file__).parent / "results")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

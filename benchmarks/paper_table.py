@@ -1,0 +1,361 @@
+"""The paper's table (issue 5, item 7): FAMES selection vs the NSGA-II genetic baseline per reference model.
+
+Run (from the repository root):
+
+    .venv/bin/python benchmarks/paper_table.py [--quick] [--models lenet,vgg,resnet] [--budget 1.0] \
+        [--ga-pop 32 --ga-gen 30] [--ga-time-limit SECONDS] [--checkpoint-dir DIR] [--library FILE]
+
+Writes ``benchmarks/results/paper_table.json``, ``benchmarks/results/paper_table.md`` and one convergence
+plot per model, ``benchmarks/results/ga_convergence_<model>.png``, and prints the table.
+
+Per reference checkpoint ``<dir>/<model>_mp.safetensors`` (dataset from its header):
+
+- exact-multiplier energy per inference (multiplier and MAC with accumulator adders, `fames.energy`) and
+  the test accuracy of the quantized model;
+- `fames.select` at the budget on a seeded 1,024-image calibration subset of train and the validation
+  split (test never steers anything): its multiplier and MAC energy reduction, test accuracy of the
+  approximate model and drop, wall time of every stage (``fames_seconds`` = the whole call);
+- the ALWANN-style NSGA-II baseline (`fames.selection.genetic_search`) on the same model, library
+  (same candidates: every characterised multiplier of each layer's format), validation data and budget:
+  wall time, best feasible (measured validation drop <= budget) energy reduction, its test accuracy, and the
+  convergence history per generation. ``speedup = ga_seconds / fames_seconds``;
+  ``ga_seconds_to_match_fames``: when the GA's best feasible reduction first came within 1 point of FAMES'
+  (None: never). Note the GA accepts on the measured validation drop (point estimate, as ALWANN), FAMES on
+  the upper 80 % bound of the paired drop, so the GA's feasibility rule is the looser one.
+
+``--ga-time-limit S`` stops the genetic search after S seconds: every individual created later is answered
+without evaluation as infeasible (so it cannot become the answer), the history is cut at the stop, and the
+record says ``ga_stopped: true`` -- the GA's reduction is then what it had reached and the speedup a lower
+bound of the speedup to its plateau.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from _common import (
+    CALIBRATION_SIZE,
+    DEFAULT_CHECKPOINT_DIR,
+    REFERENCE_MODELS,
+    ROOT,
+    Reference,
+    checkpoint_paths,
+    environment,
+    load_reference,
+    markdown_table,
+    open_library,
+    parse_models,
+    write_outputs,
+)
+
+import fames
+from fames.emulation.api import approximate_
+from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
+from fames.selection.evaluate import Evaluator, evaluate_model, make_evaluator
+from fames.selection.genetic import GeneticResult, genetic_search
+from fames.selection.ilp import KnapsackProblem, build_problem
+
+log = logging.getLogger("benchmarks.paper_table")
+
+PAPER_REDUCTION_PCT = 28.67
+PAPER_SPEEDUP = 300.0
+
+
+class Deadline:
+    """Wraps the GA's evaluator and apply function: after `limit` seconds, answers 'all wrong' at once."""
+
+    def __init__(self, evaluator: Evaluator, n: int, limit: float | None) -> None:
+        self.evaluator, self.n, self.limit = evaluator, n, limit
+        self.start = time.perf_counter()
+        self.stopped_at: float | None = None
+        self.evaluations = 0
+
+    def expired(self) -> bool:
+        elapsed = time.perf_counter() - self.start
+        if self.limit is not None and self.stopped_at is None and elapsed > self.limit:
+            self.stopped_at = elapsed
+            log.warning("GA time limit %.0f s reached after %d evaluations: stopping", self.limit,
+                        self.evaluations)
+        return self.stopped_at is not None
+
+    def evaluate(self, model: torch.nn.Module) -> np.ndarray:
+        if self.expired():
+            return np.zeros(self.n, dtype=bool)
+        self.evaluations += 1
+        return self.evaluator(model)
+
+    def apply(self, model: torch.nn.Module, assignment: Mapping[str, str], library) -> object:
+        return model if self.expired() else approximate_(model, assignment, library)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small GA (pop 12, gen 5)")
+    p.add_argument("--models", default=",".join(REFERENCE_MODELS), help="comma-separated reference models")
+    p.add_argument("--checkpoint-dir", type=Path, default=DEFAULT_CHECKPOINT_DIR)
+    p.add_argument("--library", default=None, help="library file (default: the built-in library)")
+    p.add_argument("--budget", type=float, default=1.0, help="accuracy budget, top-1 points")
+    p.add_argument("--ga-pop", type=int, default=None, help="NSGA-II population (default 32, quick 12)")
+    p.add_argument("--ga-gen", type=int, default=None, help="NSGA-II generations (default 30, quick 5)")
+    p.add_argument("--ga-time-limit", type=float, default=None, help="stop the GA after this many seconds")
+    p.add_argument("--no-ga", action="store_true", help="skip the genetic baseline")
+    p.add_argument("--calibration", type=int, default=CALIBRATION_SIZE)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--results", type=Path, default=None, help="results folder (default benchmarks/results)")
+    args = p.parse_args(argv)
+    args.ga_pop = args.ga_pop or (12 if args.quick else 32)
+    args.ga_gen = args.ga_gen or (5 if args.quick else 30)
+    return args
+
+
+def test_accuracy(ref: Reference, library, assignment: Mapping[str, str], batch_size: int) -> float:
+    """Test top-1 (percent) of `assignment`; the model is left exact."""
+    approximate_(ref.model, assignment, library)
+    try:
+        return evaluate_model(ref.model, ref.data.test.x, ref.data.test.y, batch_size).accuracy
+    finally:
+        approximate_(ref.model, {}, library)
+
+
+def energy_summary(report: EnergyReport) -> dict[str, float]:
+    return {"multiplier_pj": report.multiplier_pj, "reference_pj": report.reference_pj,
+            "reduction_pct": report.reduction_pct, "mac_pj": report.mac_pj,
+            "mac_reference_pj": report.mac_reference_pj, "mac_reduction_pct": report.mac_reduction_pct,
+            "adder_pj_per_bit": report.adder_pj_per_bit}
+
+
+def run_fames(ref: Reference, library, args: argparse.Namespace) -> tuple[Any, float]:
+    """`fames.select` at the budget; returns the Selection and its wall time (the whole call)."""
+    cal = (ref.calibration.x, ref.calibration.y)
+    val = (ref.data.val.x, ref.data.val.y)
+    start = time.perf_counter()
+    sel = fames.select(ref.model, library, cal, val, max_accuracy_drop=args.budget,
+                       batch_size=args.batch_size, seed=args.seed)
+    return sel, time.perf_counter() - start
+
+
+def ga_problem(ref: Reference, library, macs: Mapping[str, int]) -> KnapsackProblem:
+    """The GA's search space: every characterised multiplier of each layer's format (risks unused)."""
+    table = {}
+    for name, spec in layer_specs(ref.model).items():
+        table[name] = {m.name: 0.0 for m in library if m.fmt == spec.fmt and m.hardware is not None}
+    return build_problem(macs, table, library)
+
+
+def run_ga(ref: Reference, library, problem: KnapsackProblem, args: argparse.Namespace
+           ) -> tuple[GeneticResult, Deadline]:
+    """NSGA-II at the budget on the validation split, optionally stopped by `--ga-time-limit`."""
+    deadline = Deadline(make_evaluator(ref.data.val.x, ref.data.val.y, args.batch_size), len(ref.data.val),
+                        args.ga_time_limit)
+    try:
+        res = genetic_search(ref.model, library, problem, deadline.evaluate, args.budget,
+                             pop_size=args.ga_pop, generations=args.ga_gen, seed=args.seed,
+                             apply_fn=deadline.apply)
+    finally:
+        approximate_(ref.model, {}, library)
+    return res, deadline
+
+
+def ga_history(res: GeneticResult, deadline: Deadline) -> list[dict[str, Any]]:
+    """Per-generation convergence, cut at the time limit (evaluations = real ones, baseline included)."""
+    out = []
+    for rec in res.history:
+        row = asdict(rec)
+        if deadline.stopped_at is not None and rec.seconds >= deadline.stopped_at:
+            row.update(evaluations=deadline.evaluations, seconds=deadline.stopped_at, stopped=True)
+            out.append(row)
+            break
+        out.append(row)
+    return out
+
+
+def seconds_to_reach(history: Sequence[dict[str, Any]], reduction_pct: float) -> float | None:
+    """Wall time of the first generation whose best feasible reduction reaches `reduction_pct` (None: never)."""
+    for h in history:
+        if h["best_reduction_pct"] >= reduction_pct:
+            return float(h["seconds"])
+    return None
+
+
+def plot_convergence(name: str, history: Sequence[dict[str, Any]], fames_reduction: float,
+                     fames_seconds: float, budget: float, path: Path) -> None:
+    """Best feasible reduction vs wall time, with FAMES' point for reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    secs = [h["seconds"] for h in history]
+    ax.step(secs, [h["best_reduction_pct"] for h in history], where="post", marker="o", ms=3,
+            label="NSGA-II best feasible")
+    ax.scatter([fames_seconds], [fames_reduction], color="C3", zorder=3, label="FAMES")
+    ax.axhline(fames_reduction, color="C3", ls="--", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("wall time (s)")
+    ax.set_ylabel("multiplier-energy reduction (%)")
+    ax.set_title(f"{name}: convergence at a {budget:g}-point budget")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_model(name: str, path: Path, library, args: argparse.Namespace, results: Path) -> dict[str, Any]:
+    """Every figure of the table for one model."""
+    ref = load_reference(name, path, args.calibration, args.seed)
+    approximate_(ref.model, {}, library)
+    macs = count_macs(ref.model, ref.data.test.x[:1])
+    specs = layer_specs(ref.model)
+    exact = model_energy(macs, {}, library, specs)
+    acc_q = test_accuracy(ref, library, {}, args.batch_size)
+    sel, fames_seconds = run_fames(ref, library, args)
+    acc_a = test_accuracy(ref, library, sel.assignment, args.batch_size)
+    row: dict[str, Any] = {
+        "checkpoint": str(path), "dataset": ref.header.get("dataset"),
+        "layers": {n: s.fmt.name for n, s in specs.items()}, "macs": macs,
+        "exact_energy": energy_summary(exact),
+        "energy_reduction": sel.reduction_pct, "mac_energy_reduction": sel.energy.mac_reduction_pct,
+        "fames_energy": energy_summary(sel.energy),
+        "accuracy_quantized": acc_q, "accuracy_approximate": acc_a, "accuracy_drop": acc_q - acc_a,
+        "validation_accuracy_quantized": sel.base_accuracy, "validation_accuracy_approximate": sel.accuracy,
+        "validation_drop": asdict(sel.drop) if sel.drop else None,
+        "assignment": sel.assignment, "estimator": sel.estimator, "tau": sel.tau,
+        "fames_evaluations": sel.evaluations, "fames_explanation": sel.explanation,
+        "fames_seconds": fames_seconds, "fames_stage_seconds": sel.timings,
+    }
+    if args.no_ga:
+        return row
+    problem = ga_problem(ref, library, macs)
+    res, deadline = run_ga(ref, library, problem, args)
+    history = ga_history(res, deadline)
+    ga_seconds = deadline.stopped_at if deadline.stopped_at is not None else res.seconds
+    ga_energy = model_energy(macs, res.assignment, library, specs)
+    png = (results / f"ga_convergence_{name}.png").resolve()
+    plot_convergence(name, history, sel.reduction_pct, fames_seconds, args.budget, png)
+    row.update({
+        "ga_seconds": ga_seconds, "ga_energy_reduction": res.reduction_pct,
+        "ga_mac_energy_reduction": ga_energy.mac_reduction_pct,
+        "ga_validation_accuracy": res.accuracy, "ga_validation_drop": res.base_accuracy - res.accuracy,
+        "ga_accuracy_approximate": test_accuracy(ref, library, res.assignment, args.batch_size),
+        "ga_evaluations": deadline.evaluations,
+        "ga_seconds_per_evaluation": ga_seconds / max(deadline.evaluations, 1),
+        "ga_assignment": res.assignment, "ga_history": history, "ga_front": res.front,
+        "ga_stopped": deadline.stopped_at is not None,
+        "ga_plot": str(png.relative_to(ROOT)) if png.resolve().is_relative_to(ROOT) else str(png),
+        "ga_seconds_to_match_fames": seconds_to_reach(history, sel.reduction_pct - 1.0),
+        "speedup": ga_seconds / fames_seconds,
+        "speedup_is_lower_bound": deadline.stopped_at is not None,
+        "fames_minus_ga_reduction": sel.reduction_pct - res.reduction_pct,
+    })
+    row["ga_accuracy_drop"] = acc_q - row["ga_accuracy_approximate"]
+    return row
+
+
+def summary(models: Mapping[str, dict[str, Any]], budget: float) -> dict[str, Any]:
+    """Means over models and the acceptance checks of issue 5."""
+    red = [m["energy_reduction"] for m in models.values()]
+    out: dict[str, Any] = {
+        "mean_energy_reduction": float(np.mean(red)),
+        "mean_mac_energy_reduction": float(np.mean([m["mac_energy_reduction"] for m in models.values()])),
+        "max_accuracy_drop": float(max(m["accuracy_drop"] for m in models.values())),
+        "all_drops_within_budget": all(m["accuracy_drop"] < budget for m in models.values()),
+        "mean_reduction_reaches_paper": float(np.mean(red)) >= PAPER_REDUCTION_PCT,
+    }
+    with_ga = [m for m in models.values() if "speedup" in m]
+    if with_ga:
+        out["min_speedup"] = float(min(m["speedup"] for m in with_ga))
+        out["speedup_reaches_paper"] = out["min_speedup"] >= PAPER_SPEEDUP
+        out["fames_within_1pt_of_ga"] = all(m["fames_minus_ga_reduction"] >= -1.0 for m in with_ga)
+    return out
+
+
+def speedup_cell(m: Mapping[str, Any]) -> str:
+    """``12.3`` or ``>= 12.3 (GA stopped)``."""
+    return (f">= {m['speedup']:.1f} (GA stopped)" if m["speedup_is_lower_bound"] else f"{m['speedup']:.1f}")
+
+
+def markdown(record: dict[str, Any]) -> str:
+    s = record["settings"]
+    rows = []
+    for name, m in record["models"].items():
+        ga = "speedup" in m
+        rows.append([
+            name, m["exact_energy"]["reference_pj"], m["exact_energy"]["mac_reference_pj"],
+            m["energy_reduction"], m["mac_energy_reduction"], m["accuracy_quantized"],
+            m["accuracy_approximate"],
+            m["accuracy_drop"], m["fames_seconds"],
+            m["ga_seconds"] if ga else None, m["ga_energy_reduction"] if ga else None,
+            m["ga_accuracy_approximate"] if ga else None,
+            speedup_cell(m) if ga else None, m["ga_seconds_to_match_fames"] if ga else None,
+        ])
+    stages = ("counting", "estimation", "ilp_sweep", "evaluation", "total")
+    stage_rows = [[name, *(m["fames_stage_seconds"].get(k) for k in stages), m["fames_evaluations"]]
+                  for name, m in record["models"].items()]
+    sm = record["summary"]
+    parts = [
+        f"## FAMES vs NSGA-II at a {s['budget']}-point budget ({s['mode']}, library {s['library']})",
+        "Energies per inference in pJ (exact multipliers at the same bit widths; MAC adds one accumulator "
+        "adder per product). Reductions in %, accuracies on the test split in %, drops in points, "
+        "times in s. "
+        f"GA: NSGA-II pop {s['ga_pop']} x {s['ga_gen']} generations, best feasible on validation.",
+        markdown_table(["model", "E mult exact", "E MAC exact", "FAMES red.", "FAMES MAC red.", "acc quant",
+                        "acc approx", "drop", "FAMES s", "GA s", "GA red.", "GA acc", "speedup",
+                        "GA s to FAMES-1pt"], rows),
+        "### FAMES wall time by stage (s)",
+        markdown_table(["model", "counting", "estimation", "ILP sweep", "evaluation", "total", "evaluations"],
+                       stage_rows),
+        f"Mean multiplier-energy reduction {sm['mean_energy_reduction']:.2f} % "
+        f"(paper: {PAPER_REDUCTION_PCT} %), "
+        f"mean MAC-energy reduction {sm['mean_mac_energy_reduction']:.2f} %, largest test drop "
+        f"{sm['max_accuracy_drop']:.2f} pt"
+        + (f", smallest speedup {sm['min_speedup']:.1f}x (paper: up to {PAPER_SPEEDUP:.0f}x)."
+           if "min_speedup" in sm else "."),
+    ]
+    return "\n\n".join(parts)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    results = args.results or Path(__file__).parent / "results"
+    library, lib_label = open_library(args.library)
+    paths = checkpoint_paths(parse_models(args.models), args.checkpoint_dir)
+    if not paths:
+        raise SystemExit(f"no reference checkpoint found in {args.checkpoint_dir}")
+    start = time.perf_counter()
+    models = {}
+    for name, path in paths.items():
+        log.info("model %s (%s)", name, path)
+        models[name] = run_model(name, path, library, args, results)
+    record = {
+        "benchmark": "paper_table",
+        "models": models,
+        "summary": summary(models, args.budget),
+        "mean_energy_reduction": float(np.mean([m["energy_reduction"] for m in models.values()])),
+        "settings": {"mode": "quick" if args.quick else "full", "library": lib_label, "budget": args.budget,
+                     "calibration": args.calibration, "validation": "val split", "ga_pop": args.ga_pop,
+                     "ga_gen": args.ga_gen, "ga_time_limit": args.ga_time_limit, "ga": not args.no_ga,
+                     "seed": args.seed, "batch_size": args.batch_size},
+        "environment": environment(args.threads),
+        "seconds": time.perf_counter() - start,
+    }
+    write_outputs("paper_table", record, markdown(record), results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
