@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fames.selection.budget import paired_drop, search_budget, sweep, tau_grid
-from fames.selection.genetic import genetic_search
+from fames.selection.genetic import genetic_search, seed_population
 from fames.selection.ilp import KnapsackProblem
 
 N_VAL = 2000
@@ -107,3 +107,53 @@ def test_genetic_finds_best_on_tiny_space() -> None:
     assert res.evaluations <= 27
     assert res.history[-1].best_reduction_pct == pytest.approx(best)
     assert world.current == {}
+    # seeded generation 0 (history[0]) already holds a feasible substitution, not just the all-exact point
+    assert res.history[0].best_reduction_pct > 0 and res.history[0].feasible >= 2
+    seeding = res.settings["seeding"]
+    assert seeding["all_exact"] == 1 and seeding["single"] == 6 and sum(
+        seeding[k] for k in ("all_exact", "single", "mix", "random")) == 12
+    assert res.settings["constraint"] == "drop_pts - 1.0 <= 0" and res.settings["seed"] == 1
+
+
+def test_genetic_is_deterministic() -> None:
+    problem = _problem()
+    runs = []
+    for _ in range(2):
+        world = FakeWorld(problem)
+        res = genetic_search(None, None, problem, world.evaluate, 0.5, pop_size=6, generations=3, seed=4,
+                             apply_fn=world.apply)
+        runs.append((res.assignment, res.reduction_pct, [(h.evaluations, h.best_reduction_pct, h.feasible)
+                                                         for h in res.history], res.front, world.calls))
+    assert runs[0] == runs[1]
+
+
+def test_genetic_tight_budget_many_layers() -> None:
+    """10 layers x 3 options, every substitution costs 0.6 pt: at a 1-point budget only single-layer
+    substitutions are feasible (a random individual is feasible with probability ~3e-4); the seeded
+    population starts with them and the search ends at the cheapest one."""
+    n = 10
+    cost = [np.array([1.0 + i, 0.6 + 0.9 * i, 0.8 + 0.95 * i]) for i in range(n)]
+    risk = [np.array([0.0, 0.6, 0.6]) for _ in range(n)]
+    problem = KnapsackProblem([f"l{i}" for i in range(n)], [["e", "x", "y"]] * n, cost, risk, [0] * n)
+    world = FakeWorld(problem)
+    res = genetic_search(None, None, problem, world.evaluate, 1.0, pop_size=16, generations=4, seed=1,
+                         apply_fn=world.apply)
+    ref = problem.choice_cost(problem.exact)[0]
+    best = max(100 * (ref - problem.choice_cost([1 if j == i else 0 for j in range(n)])[0]) / ref
+               for i in range(n))
+    assert res.history[0].best_reduction_pct > 0 and res.history[0].feasible > 1
+    assert res.reduction_pct == pytest.approx(best)
+    assert sum(v != "e" for v in res.assignment.values()) == 1
+    assert res.settings["seeding"]["single"] >= 7
+
+
+def test_seed_population() -> None:
+    rng = np.random.default_rng(0)
+    genomes, counts = seed_population([3, 3, 3], [0, 0, 0], 12, rng)
+    assert genomes.shape == (12, 3) and len({tuple(g) for g in genomes}) == 12
+    assert tuple(genomes[0]) == (0, 0, 0)
+    changed = (genomes != 0).sum(1)
+    assert counts == {"all_exact": 1, "single": 6, "mix": 5, "random": 0}
+    assert (changed[1:7] == 1).all() and (changed[7:] >= 2).all()
+    small, c2 = seed_population([2, 1], [1, 0], 10, np.random.default_rng(0))  # space of 2
+    assert len(small) == 2 and c2["all_exact"] == 1 and c2["single"] == 1

@@ -68,3 +68,57 @@ def test_build_problem_from_library() -> None:
         build_problem({"x": 1}, {"x": {"a": 0.1}}, lib)
     with pytest.raises(ValueError, match="finite"):
         solve_knapsack(problem, float("nan"))
+
+
+def _clip_library():
+    fmt = OperandFormat.parse("u2xs2")
+    hw = lambda e: HardwareFigures(1.0, 1.0, 1.0, e, 10.0)  # noqa: E731
+    base = fmt.exact_table()
+    return Library([AppMul.exact(fmt, hardware=hw(1.0))]
+                   + [AppMul(f"a{i}", fmt, base + i + 1, hardware=hw(1.0 - 0.2 * (i + 1))) for i in range(3)])
+
+
+def test_build_problem_clips_negative_risk() -> None:
+    lib = _clip_library()
+    table = {"x": {"u2xs2_exact": -0.4, "a0": -0.5, "a1": 0.3, "a2": -1e-9},
+             "y": {"u2xs2_exact": 0.0, "a0": 0.6, "a1": 0.5, "a2": 0.9}}
+    problem = build_problem({"x": 10, "y": 20}, table, lib)
+    assert problem.risk[0].tolist() == [0.0, 0.0, 0.3, 0.0]  # exact stays 0, negatives become 0
+    assert problem.risk[1].tolist() == [0.0, 0.6, 0.5, 0.9]
+    assert all((r >= 0).all() for r in problem.risk)
+    sol = solve_knapsack(problem, 0.4)
+    assert sol.assignment == {"x": "a2", "y": "u2xs2_exact"} and sol.risk == 0.0
+    # unclipped, x's -0.5 would have paid for y's riskiest candidate (0.9) within tau = 0.4
+    raw = [np.array([table[k][n] if n != "u2xs2_exact" else 0.0 for n in problem.options[i]])
+           for i, k in enumerate(problem.layers)]
+    unclipped = KnapsackProblem(problem.layers, problem.options, problem.cost, raw, problem.exact)
+    assert solve_knapsack(unclipped, 0.4).assignment == {"x": "a0", "y": "a2"}
+    assert solve_knapsack(problem, 0.0).risk == 0.0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_clipped_problem_matches_brute_force(seed: int) -> None:
+    """Random tables with negative estimates: the ILP on the clipped risks equals the brute force on them."""
+    rng = np.random.default_rng(100 + seed)
+    lib = _clip_library()
+    names = ["u2xs2_exact", "a0", "a1", "a2"]
+    layers = [f"l{i}" for i in range(int(rng.integers(1, 5)))]
+    table = {}
+    for layer in layers:
+        picked = ["u2xs2_exact"] + [n for n in names[1:] if rng.random() < 0.7]
+        table[layer] = {n: float(rng.normal(0.2, 1.0)) for n in picked}
+    macs = {layer: int(rng.integers(1, 100)) for layer in layers}
+    problem = build_problem(macs, table, lib)
+    for i, layer in enumerate(layers):
+        want = [0.0 if n == "u2xs2_exact" else max(table[layer][n], 0.0) for n in problem.options[i]]
+        assert problem.risk[i].tolist() == want
+    lo, hi = problem.tau_range()
+    assert lo == 0.0
+    for tau in np.linspace(-0.2, hi + 0.2, 7):
+        sol = solve_knapsack(problem, float(tau))
+        want = _brute(problem, float(tau))
+        if want is None:
+            assert tau < 0 and not sol.optimal and sol.choice == problem.exact
+        else:
+            assert sol.optimal and sol.cost == pytest.approx(want, rel=1e-7, abs=1e-9)
+            assert 0.0 <= sol.risk <= tau + 1e-6

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from fames.quant.layers import QConv2d, QLinear
+from fames.sensitivity import counting
 from fames.sensitivity.counting import counting_matrices
 
 SENTINEL = -10_000  # code of a skipped padded tap in the brute force
@@ -115,7 +116,7 @@ def _per_sample_grad(model: Net, x: torch.Tensor, y: torch.Tensor) -> torch.Tens
 
 
 @pytest.mark.parametrize("kind", ["plain", "stride_groups", "depthwise", "linear", "linear3d"])
-@pytest.mark.parametrize("method", ["weight", "activation"])
+@pytest.mark.parametrize("method", ["weight", "activation", "unfold", "auto"])
 @pytest.mark.parametrize("pad_taps", [True, False])
 def test_counts_match_brute_force(kind: str, method: str, pad_taps: bool) -> None:
     model, x, y = _setup(kind)
@@ -131,6 +132,36 @@ def test_counts_match_brute_force(kind: str, method: str, pad_taps: bool) -> Non
     want = np.stack([ref[i::3].sum(0) for i in range(3)])
     np.testing.assert_allclose(res3.layers["layer"].groups, want, atol=1e-10)
     assert res3.layers["layer"].group_sizes.tolist() == np.bincount(np.arange(len(x)) % 3).tolist()
+
+
+@pytest.mark.parametrize("kind", ["plain", "stride_groups", "depthwise", "linear", "linear3d"])
+@pytest.mark.parametrize("ratio", [0.0, 1e9])  # H_k always compacted / always over every row
+@pytest.mark.parametrize("pad_taps", [True, False])
+def test_unfold_row_layouts(kind: str, ratio: float, pad_taps: bool, monkeypatch) -> None:
+    monkeypatch.setattr(counting, "DENSE_ROWS_RATIO", ratio)
+    model, x, y = _setup(kind, seed=2)
+    ref = brute_force_counts(model.layer, x, _per_sample_grad(model, x, y), pad_taps)
+    # 5 groups, batches of 4: no batch holds every group (local rows differ from global ones)
+    res = counting_matrices(model, (x, y), groups=5, method="unfold", pad_taps=pad_taps, batch_size=4)
+    lc = res.layers["layer"]
+    np.testing.assert_allclose(lc.groups, np.stack([ref[i::5].sum(0) for i in range(5)]), atol=1e-10)
+    np.testing.assert_allclose(lc.total, ref.sum(0) / len(x), atol=1e-10)
+    assert lc.method == "unfold"
+
+
+def test_auto_picks_unfold_for_wide_codes() -> None:
+    """8-bit operands with few taps: one scatter per tap beats one conv per weight code."""
+    torch.manual_seed(0)
+    layer = QLinear.from_float(nn.Linear(6, 5), w_bits=8, a_bits=8, a_signed=False).double()
+    x = torch.rand(64, 6, dtype=torch.float64)
+    with torch.no_grad():
+        layer(x)
+    model = Net(layer, nn.Linear(5, 3).double()).eval()
+    y = torch.randint(0, 3, (64,))
+    ref = brute_force_counts(layer, x, _per_sample_grad(model, x, y))
+    lc = counting_matrices(model, (x, y), groups=64).layers["layer"]
+    assert lc.method == "unfold"
+    np.testing.assert_allclose(lc.groups, ref, atol=1e-10)
 
 
 def test_padding_counts_under_code_zero() -> None:

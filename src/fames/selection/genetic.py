@@ -2,8 +2,16 @@
 
 Objectives (both minimised): relative multiplier energy ``cost / cost_exact`` and ``1 - accuracy`` measured
 by a full emulated evaluation of every new individual on the validation split (repeated genomes are
-served from a cache and not counted again). The answer is the cheapest evaluated individual whose
+served from a cache and not counted again). The accuracy budget is a pymoo inequality constraint
+``G = drop - budget <= 0``, so NSGA-II's constraint domination ranks feasible individuals first and
+infeasible ones by how far they exceed the budget. The answer is the cheapest evaluated individual whose
 measured drop is within the budget (point estimate, as ALWANN does).
+
+Initial population: random per-layer choices are almost all infeasible at a tight budget (a random
+substitution in every layer), which would leave NSGA-II without a feasible point and inflate FAMES' speedup
+against it. As ALWANN-style searches do with sensible initialisations, the first generation is seeded with
+the all-exact individual, single-layer substitutions (random layer, random candidate) and few-layer mixes
+(2 .. `max_mix_layers` random layers), drawn from `seed`; random individuals only fill what is left.
 """
 
 from __future__ import annotations
@@ -38,12 +46,14 @@ class GenerationRecord:
         evaluations: distinct full evaluations so far.
         seconds: wall time since the search started.
         best_reduction_pct: best multiplier-energy reduction among evaluated individuals within budget.
+        feasible: evaluated individuals within budget so far (all-exact included).
     """
 
     generation: int
     evaluations: int
     seconds: float
     best_reduction_pct: float
+    feasible: int = 0
 
 
 @dataclass
@@ -58,6 +68,8 @@ class GeneticResult:
         evaluations: distinct full evaluations (baseline included).
         seconds: total wall time.
         front: ``(reduction_pct, accuracy)`` of the final non-dominated set.
+        settings: the search's settings (population, generations, seed, operators, budget constraint and
+            the initial-population seeding: how many individuals of each kind).
     """
 
     assignment: dict[str, str]
@@ -68,16 +80,76 @@ class GeneticResult:
     evaluations: int
     seconds: float
     front: list[tuple[float, float]] = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
 
 
 class _Problem(ElementwiseProblem):
+    """Two objectives (relative energy, error rate) and one constraint ``drop - budget <= 0``."""
+
     def __init__(self, n_options: list[int], fitness) -> None:
-        super().__init__(n_var=len(n_options), n_obj=2, xl=np.zeros(len(n_options)),
+        super().__init__(n_var=len(n_options), n_obj=2, n_ieq_constr=1, xl=np.zeros(len(n_options)),
                          xu=np.array(n_options, dtype=float) - 1, vtype=int)
         self.fitness = fitness
 
     def _evaluate(self, x, out, *args, **kwargs) -> None:
-        out["F"] = self.fitness(tuple(int(round(v)) for v in x))
+        out["F"], out["G"] = self.fitness(tuple(int(round(v)) for v in x))
+
+
+def seed_population(n_options: list[int], exact: list[int], pop_size: int, rng: np.random.Generator,
+                    max_mix_layers: int = 3, single_fraction: float = 0.5) -> tuple[np.ndarray, dict]:
+    """Distinct initial genomes: all-exact, single-layer substitutions, few-layer mixes, then random.
+
+    Args:
+        n_options: options per (free) layer; exact: index of each layer's exact option.
+        pop_size: individuals wanted (fewer when the space is smaller).
+        rng: the generator every random choice is drawn from.
+        max_mix_layers: most layers substituted in a mix.
+        single_fraction: share of the population given to single-layer substitutions.
+
+    Returns:
+        ``(genomes (k, n_layers) int array, {"all_exact": 1, "single": .., "mix": .., "random": ..})``.
+    """
+    n_layers = len(n_options)
+    subs = [[o for o in range(n) if o != e] for n, e in zip(n_options, exact, strict=True)]
+    layers = [i for i in range(n_layers) if subs[i]]
+    space = int(np.prod(np.array(n_options, dtype=float)))
+    target = min(pop_size, space)
+    seen: dict[tuple[int, ...], str] = {tuple(exact): "all_exact"}
+
+    def fill(kind: str, want: int, draw, tries: int) -> None:
+        for _ in range(tries):
+            if len(seen) >= want:
+                return
+            g = draw()
+            if g is not None:
+                seen.setdefault(g, kind)
+
+    def single() -> tuple[int, ...] | None:
+        if not layers:
+            return None
+        g, i = list(exact), int(rng.choice(layers))
+        g[i] = int(rng.choice(subs[i]))
+        return tuple(g)
+
+    def mix() -> tuple[int, ...] | None:
+        if len(layers) < 2:
+            return None
+        k = int(rng.integers(2, min(max_mix_layers, len(layers)) + 1))
+        g = list(exact)
+        for i in rng.choice(layers, size=k, replace=False):
+            g[int(i)] = int(rng.choice(subs[int(i)]))
+        return tuple(g)
+
+    def rand() -> tuple[int, ...]:
+        return tuple(int(rng.integers(0, n)) for n in n_options)
+
+    n_single = sum(len(s) for s in subs)
+    fill("single", min(target, 1 + min(n_single, max(1, round(single_fraction * target)))), single, 50 * target)
+    fill("mix", target, mix, 50 * target)
+    fill("random", target, rand, 50 * target)
+    genomes = np.array(list(seen), dtype=float).reshape(len(seen), n_layers)
+    counts = {kind: sum(1 for v in seen.values() if v == kind) for kind in ("all_exact", "single", "mix", "random")}
+    return genomes, counts
 
 
 class _History(Callback):
@@ -100,6 +172,7 @@ def genetic_search(
     generations: int = 10,
     seed: int = 0,
     apply_fn: ApplyFn | None = None,
+    max_mix_layers: int = 3,
 ) -> GeneticResult:
     """NSGA-II over per-layer choices with measured accuracy (the baseline FAMES is compared with).
 
@@ -108,11 +181,13 @@ def genetic_search(
         library: the `Library` the option names refer to.
         problem: per-layer options and energies (risks are ignored).
         evaluator: ``model -> per-sample correctness`` on the validation split.
-        budget_pts: accuracy budget in points, used to pick the answer and the convergence record.
+        budget_pts: accuracy budget in points: the constraint ``drop - budget_pts <= 0``, the answer and the
+            convergence record.
         pop_size: population size.
         generations: number of generations.
-        seed: pymoo seed.
+        seed: seed of the initial population and of pymoo (the search is deterministic given it).
         apply_fn: ``(model, assignment, library)``; default `approximate_`.
+        max_mix_layers: most layers substituted in a seeded few-layer mix.
 
     Returns:
         A `GeneticResult`.
@@ -138,26 +213,41 @@ def genetic_search(
             choice[i] = g
         return tuple(choice)
 
-    def fitness(genome: tuple[int, ...]) -> list[float]:
+    def fitness(genome: tuple[int, ...]) -> tuple[list[float], list[float]]:
         choice = full(genome)
         if choice not in cache:
             apply_fn(model, problem.assignment(choice), library)
             acc = float(np.mean(evaluator(model)))
             cache[choice] = (problem.choice_cost(choice)[0] / ref_cost, 1.0 - acc)
-        return list(cache[choice])
+        energy, err = cache[choice]
+        drop = base_acc - 100.0 * (1.0 - err)
+        return [energy, err], [drop - budget_pts]
+
+    def within_budget() -> list[tuple[tuple[int, ...], float, float]]:
+        return [(c, e, 100.0 * (1.0 - err)) for c, (e, err) in cache.items()
+                if base_acc - 100.0 * (1.0 - err) <= budget_pts + 1e-9]
 
     def best_within_budget() -> tuple[tuple[int, ...], float, float]:
-        ok = [(c, e, 100.0 * (1.0 - err)) for c, (e, err) in cache.items()
-              if base_acc - 100.0 * (1.0 - err) <= budget_pts + 1e-9]
-        return min(ok, key=lambda t: t[1])
+        return min(within_budget(), key=lambda t: t[1])
 
     def record(gen: int) -> None:
         _, energy, _ = best_within_budget()
-        history.append(GenerationRecord(gen, len(cache), time.perf_counter() - start, 100.0 * (1.0 - energy)))
+        history.append(GenerationRecord(gen, len(cache), time.perf_counter() - start, 100.0 * (1.0 - energy),
+                                        len(within_budget())))
 
+    n_free = [len(problem.options[i]) for i in free]
+    initial, seeding = seed_population(n_free, [problem.exact[i] for i in free], pop_size,
+                                       np.random.default_rng(seed), max_mix_layers)
+    operators = {"crossover": "SBX(prob=0.9, eta=3) + rounding", "mutation": "PM(eta=3) + rounding",
+                 "eliminate_duplicates": True}
+    settings = {"algorithm": "NSGA-II", "pop_size": pop_size, "generations": generations, "seed": seed,
+                "objectives": ["energy / energy_exact", "1 - accuracy"],
+                "constraint": f"drop_pts - {budget_pts} <= 0", "budget_pts": budget_pts, **operators,
+                "seeding": {**seeding, "max_mix_layers": max_mix_layers, "source": "numpy default_rng(seed)"},
+                "free_layers": len(free)}
     algorithm = NSGA2(
         pop_size=pop_size,
-        sampling=IntegerRandomSampling(),
+        sampling=initial if free else IntegerRandomSampling(),
         crossover=SBX(prob=0.9, eta=3.0, vtype=float, repair=RoundingRepair()),
         mutation=PM(eta=3.0, vtype=float, repair=RoundingRepair()),
         eliminate_duplicates=True,
@@ -165,7 +255,7 @@ def genetic_search(
     res = None
     try:
         if free:
-            res = minimize(_Problem([len(problem.options[i]) for i in free], fitness), algorithm,
+            res = minimize(_Problem(n_free, fitness), algorithm,
                            ("n_gen", generations), seed=seed, callback=_History(record), verbose=False)
     finally:
         apply_fn(model, {}, library)
@@ -177,4 +267,4 @@ def genetic_search(
     log.info("NSGA-II: %d evaluations, %.1f s, best reduction %.2f%%", len(cache), seconds,
              100 * (1 - energy))
     return GeneticResult(problem.assignment(choice), 100.0 * (1.0 - energy), acc, base_acc, history,
-                         len(cache), seconds, front)
+                         len(cache), seconds, front, settings)

@@ -152,7 +152,8 @@ def build_problem(
     Args:
         macs: ``{layer: MACs per sample}``.
         table: ``{layer: {mul name: estimated loss change}}`` (`sensitivity_table`); its layers are the
-            decision variables, its multipliers the candidates. Exact multipliers get risk 0.
+            decision variables, its multipliers the candidates. Exact multipliers get risk 0; negative
+            estimates are clipped to 0.
         library: a `Library` (``get(name)``).
 
     Returns:
@@ -173,7 +174,11 @@ def build_problem(
         layers.append(layer)
         options.append(names)
         cost.append(np.array([macs[layer] * m.energy_pj for m in muls]))
-        risk.append(np.array([0.0 if m.is_exact else float(cands[n])
+        # Clip every candidate's risk at 0. A negative Taylor estimate (e.g. fisher on a model that has not
+        # converged, where the first-order term does not cancel) lies within its own error of zero, and an
+        # approximate multiplier cannot be trusted to improve the loss. Left negative, it would "pay" for
+        # riskier choices in other layers, letting the ILP pick harmful multipliers for free.
+        risk.append(np.array([0.0 if m.is_exact else max(float(cands[n]), 0.0)
                               for n, m in zip(names, muls, strict=True)]))
         exact.append(exact_idx[0])
     return KnapsackProblem(layers, options, cost, risk, exact)

@@ -15,14 +15,21 @@ Samples go to groups round-robin (global sample index modulo ``groups``); with `
 group holds one sample and the matrices are exactly per-sample. Memory: ``G * |A| * |W| * 8`` bytes per
 layer (reported in `CountingResult.memory_bytes`).
 
-Two exact ways to compute a matrix, never enumerating products:
+Three exact ways to compute a matrix, never enumerating products:
 
 - weight split: for every weight code ``v`` present, ``H_v = conv_transpose(g s_a s_w, 1[w == v])`` (the
   input gradient of a conv with the 0/1 kernel), then scatter-add ``H_v`` by activation code (bincount);
+  cost ~ ``|W present|`` convolutions;
 - activation split: for every activation code ``u`` present, ``H_u = conv_weight_grad(1[x == u], g s_a s_w)``,
-  then scatter-add ``H_u`` by weight code. Per-group matrices need one pass per group present in a batch.
+  then scatter-add ``H_u`` by weight code. Per-group matrices need one pass per group present in a batch;
+- unfold split: for every kernel tap ``k`` (``Cin/groups * kh * kw`` of them, ``in_features`` for a linear
+  layer) scatter-add ``g[n, o, p] s_a s_w[o]`` into ``H_k[(group(n), x_{n,k,p}), o]`` (one row scatter per
+  tap), then add column ``H_k[:, o]`` into column ``w[o, k]`` of ``C``. Cost ~ one convolution's MACs as
+  scatter-adds, independent of the number of codes: the fast one for wide (8-bit) operands.
 
-``method="auto"`` picks the one with fewer convolutions.
+``method="auto"`` picks, per layer and batch, the one with the smallest modelled time (`COST`). On the LeNet
+reference checkpoint (1024 images, 256 groups, one CPU thread) that is the unfold split for the 8-bit conv1
+(9.4 s -> 0.9 s) and fc3 (1.1 s -> 0.1 s) and the weight split for the 2/4-bit layers.
 
 Padding: with ``pad_taps=True`` (the default, as in emulation and in hardware that feeds padded
 positions through the multiplier) padded taps are counted under activation code 0; with
@@ -49,7 +56,16 @@ log = logging.getLogger(__name__)
 
 Batches = tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-METHODS = ("auto", "weight", "activation")
+METHODS = ("auto", "weight", "activation", "unfold")
+# _unfold_split keeps H_k over all (group present, code) rows while they number at most this many times the
+# (sample, position) pairs of the batch, and compacts it to the rows a tap touches otherwise.
+DENSE_ROWS_RATIO = 1.0
+# Modelled seconds per unit of work for method="auto", fitted to the per-layer times of the LeNet
+# reference checkpoint (float64, one CPU thread, x86): call = one small op's overhead, mac = one
+# multiply-add of a counting conv, bin = one bincount input/output element, scatter = one element of a
+# tap's row scatter, h = one element of H_k (zeroing plus its scatter into the weight-code columns).
+# The fit is within ~2x per layer, enough to separate the methods, which differ by 5-100x there.
+COST = {"call": 2e-5, "mac": 1e-10, "bin": 5e-9, "scatter": 1e-9, "h": 3e-9}
 
 
 @dataclass
@@ -62,7 +78,7 @@ class LayerCounts:
         total: ``C_l`` for the mean loss, float64 ``(|A|, |W|)``.
         groups: ``(G, |A|, |W|)`` sums of per-sample matrices of each micro-batch (see module docstring).
         group_sizes: samples per group, shape ``(G,)``.
-        method: ``"weight"`` or ``"activation"`` split used on the last batch.
+        method: ``"weight"``, ``"activation"`` or ``"unfold"`` split used on the last batch.
     """
 
     name: str
@@ -132,7 +148,9 @@ class _Accumulator:
         self.fmt = layer.operand_format
         self.n_a, self.n_w = self.fmt.shape
         self.a_min, self.w_min = self.fmt.a_range[0], self.fmt.w_range[0]
-        self.sums = torch.zeros(groups, self.n_a, self.n_w, dtype=torch.float64)
+        self.sums: torch.Tensor | None = None  # (G, |A|, |W|) float64 on the CPU, allocated on first use
+        # unfold split: C transposed, (|W|, G * (|A| + 1)), on the data's device; merged in `matrices`
+        self.sums_t: torch.Tensor | None = None
         self.sizes = np.zeros(groups, dtype=np.int64)
         self.n_groups = groups
         self.used_method = method
@@ -174,15 +192,19 @@ class _Accumulator:
         present_groups = torch.unique(group_of_sample)
         method = self.method
         if method == "auto":
-            cost_w = int(torch.unique(w_idx).numel())
-            cost_a = int(torch.unique(x_idx).numel()) * int(present_groups.numel())
-            method = "activation" if cost_a < cost_w else "weight"
+            method = self._cheapest(op, x_idx, w_idx, gs, present_groups)
         self.used_method = method
         if method == "weight":
             block = self._weight_split(op, x, x_idx, w_idx, gs, group_of_sample)
-        else:
+        elif method == "activation":
             block = self._activation_split(op, x_idx, w_idx, gs, group_of_sample, present_groups)
-        self.sums += block.to("cpu", torch.float64)
+        else:
+            self._unfold_split(op, x_idx, w_idx, gs, group_of_sample, present_groups)
+            block = None
+        if block is not None:
+            if self.sums is None:
+                self.sums = torch.zeros(self.n_groups, self.n_a, self.n_w, dtype=torch.float64)
+            self.sums += block.to("cpu", torch.float64)
         np.add.at(self.sizes, group_of_sample.cpu().numpy(), 1)
 
     def _weight_split(self, op: _ConvOp | _LinearOp, x: torch.Tensor, x_idx: torch.Tensor,
@@ -209,10 +231,122 @@ class _Accumulator:
         return out
 
 
+    def _cheapest(self, op: _ConvOp | _LinearOp, x_idx: torch.Tensor, w_idx: torch.Tensor,
+                  gs: torch.Tensor, present_groups: torch.Tensor) -> str:
+        """Method with the smallest modelled time on this batch (constants in `COST`)."""
+        n, cout = gs.shape[0], op.out_features(gs)
+        n_pos = gs[0, 0].numel() if gs.dim() == 4 else gs.shape[1]  # output positions per sample
+        taps = w_idx[0].numel()  # kernel taps per output (Cin/groups * kh * kw, or in_features)
+        macs = n * n_pos * cout * taps  # MACs of the layer on this batch
+        n_x, gp = x_idx.numel(), int(present_groups.numel())
+        n_wp = int(torch.unique(w_idx).numel())
+        n_ap = int(torch.unique(x_idx).numel())
+        rows = self.n_groups * self.n_a
+        h_rows = min(gp * (self.n_a + 1), DENSE_ROWS_RATIO * n * n_pos)
+        c = COST
+        cost = {
+            # |W| input-gradient convs, each followed by a bincount over (groups x codes)
+            "weight": n_wp * (c["call"] + macs * c["mac"] + (n_x + rows) * c["bin"]),
+            # |A| weight-gradient convs per group present (each on that group's samples)
+            "activation": n_ap * (gp * c["call"] + macs * c["mac"] + gp * w_idx.numel() * c["bin"]),
+            # per tap: a few ops, the H_k rows, and every (sample, position, output) scattered once
+            "unfold": op.n_taps(w_idx) * (5 * c["call"] + h_rows * (cout // op.groups) * c["h"])
+                      + macs * c["scatter"],
+        }
+        return min(cost, key=cost.get)
+
+    def matrices(self) -> torch.Tensor:
+        """``(G, |A|, |W|)`` float64 sums of every batch (merges the unfold split's accumulator)."""
+        if self.sums_t is not None:
+            c = self.sums_t.t().reshape(self.n_groups, self.n_a + 1, self.n_w)[:, : self.n_a]
+            c = c.to("cpu", torch.float64).contiguous()
+            self.sums_t = None
+            self.sums = c if self.sums is None else self.sums.add_(c)
+        if self.sums is None:
+            self.sums = torch.zeros(self.n_groups, self.n_a, self.n_w, dtype=torch.float64)
+        return self.sums
+
+    def _unfold_split(self, op: _ConvOp | _LinearOp, x_idx: torch.Tensor, w_idx: torch.Tensor,
+                      gs: torch.Tensor, group_of_sample: torch.Tensor, present_groups: torch.Tensor) -> None:
+        """Per-tap scatter, accumulated into `sums_t`.
+
+        For every kernel tap ``k``: ``H_k[(grp(n), x_{n,k,p}), o] += gs[n, o, p]`` with one row-wise scatter
+        over the combined index ``group * (|A| + 1) + code``, then ``C[:, w[o, k]] += H_k[:, o]`` with a
+        second scatter over the weight-code axis. Code ``|A|`` collects skipped padded taps and is dropped.
+        ``H_k`` spans the (group present, code) rows while they are at most `DENSE_ROWS_RATIO` times the
+        (sample, position) pairs of the batch, and only the rows the tap touches otherwise.
+        """
+        n_a1, n_w, dev = self.n_a + 1, self.n_w, x_idx.device
+        if self.sums_t is None:
+            self.sums_t = torch.zeros(n_w, self.n_groups * n_a1, dtype=torch.float64, device=dev)
+        n = x_idx.shape[0]
+        gp = int(present_groups.numel())
+        local = torch.searchsorted(present_groups, group_of_sample)
+        xp = op.pad_codes(x_idx, self.n_a)
+        ids = local.reshape([n] + [1] * (xp.dim() - 1)) * n_a1 + xp  # local row of every code
+        src = op.grad_rows(gs)  # (N * P, Cout), rows in (sample, position) order
+        w2 = w_idx.reshape(w_idx.shape[0], -1)
+        cout_g = w2.shape[0] // op.groups
+        n_rows = gp * n_a1
+        dense = n_rows <= DENSE_ROWS_RATIO * src.shape[0]
+        all_groups = gp == self.n_groups  # local rows are the global ones
+        glob = (present_groups[:, None] * n_a1 + torch.arange(n_a1, device=dev)).reshape(-1)
+        # index_put_(accumulate=True) is the scatter-add: as fast as index_add_ on one CPU thread and far
+        # faster when threads compete for cores
+        for grp, k, view in op.taps(ids, gs):
+            rows = view.reshape(-1)
+            o_sl = slice(grp * cout_g, (grp + 1) * cout_g)
+            wk = w2[o_sl, k]
+            if dense:
+                h = torch.zeros(n_rows, cout_g, dtype=self.dtype, device=dev)
+                h.index_put_((rows,), src[:, o_sl], accumulate=True)
+                used = None if all_groups else glob
+            else:
+                used, inv = torch.unique(rows, return_inverse=True)
+                h = torch.zeros(used.numel(), cout_g, dtype=self.dtype, device=dev)
+                h.index_put_((inv,), src[:, o_sl], accumulate=True)
+                used = glob[used]
+            h_t = h.t().to(torch.float64)
+            if used is None:  # C[:, w[o, k]] += H_k[:, o]
+                self.sums_t.index_put_((wk,), h_t, accumulate=True)
+            else:
+                self.sums_t.index_put_((wk[:, None], used[None, :]), h_t, accumulate=True)
+
 class _ConvOp:
     def __init__(self, layer: QConv2d, padding: tuple[int, int] | str) -> None:
         self.kw = {"stride": layer.stride, "padding": padding, "dilation": layer.dilation,
                    "groups": layer.groups}
+        self.groups = layer.groups
+        self.kernel_size = layer.kernel_size
+
+    @staticmethod
+    def out_features(gs: torch.Tensor) -> int:
+        return gs.shape[1]
+
+    def n_taps(self, w_idx: torch.Tensor) -> int:
+        return w_idx[0].numel() * self.groups
+
+    def pad_codes(self, x_idx: torch.Tensor, sentinel: int) -> torch.Tensor:
+        """`x_idx` with the conv's own padding applied as code `sentinel` (skipped taps)."""
+        ph, pw = self.kw["padding"]
+        return F.pad(x_idx, (pw, pw, ph, ph), value=sentinel) if ph or pw else x_idx
+
+    @staticmethod
+    def grad_rows(gs: torch.Tensor) -> torch.Tensor:
+        return gs.permute(0, 2, 3, 1).reshape(-1, gs.shape[1])
+
+    def taps(self, xp: torch.Tensor, gs: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """``(conv group, tap index within the group's kernel, (N, Ho, Wo) codes seen by that tap)``."""
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.kw["stride"], self.kw["dilation"]
+        ho, wo = gs.shape[2], gs.shape[3]
+        cin_g = xp.shape[1] // self.groups
+        for grp in range(self.groups):
+            for c in range(cin_g):
+                for i in range(kh):
+                    for j in range(kw):
+                        view = xp[:, grp * cin_g + c, i * dh : i * dh + sh * (ho - 1) + 1 : sh,
+                                  j * dw : j * dw + sw * (wo - 1) + 1 : sw]
+                        yield grp, (c * kh + i) * kw + j, view
 
     def input_grad(self, x_shape: torch.Size, kernel: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
         return torch.nn.grad.conv2d_input(x_shape, kernel, gs, **self.kw)
@@ -222,6 +356,29 @@ class _ConvOp:
 
 
 class _LinearOp:
+    groups = 1
+
+    @staticmethod
+    def out_features(gs: torch.Tensor) -> int:
+        return gs.shape[-1]
+
+    @staticmethod
+    def n_taps(w_idx: torch.Tensor) -> int:
+        return w_idx.shape[1]
+
+    @staticmethod
+    def pad_codes(x_idx: torch.Tensor, sentinel: int) -> torch.Tensor:
+        return x_idx
+
+    @staticmethod
+    def grad_rows(gs: torch.Tensor) -> torch.Tensor:
+        return gs.reshape(-1, gs.shape[-1])
+
+    @staticmethod
+    def taps(xp: torch.Tensor, gs: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+        for k in range(xp.shape[-1]):
+            yield 0, k, xp[:, :, k]
+
     @staticmethod
     def input_grad(x_shape: torch.Size, kernel: torch.Tensor, gs: torch.Tensor) -> torch.Tensor:
         return gs @ kernel  # (N, T, out) @ (out, in)
@@ -254,8 +411,9 @@ def counting_matrices(
             False for accelerators that skip them. Must match the emulation's setting.
         loss_fn: per-sample loss ``(logits, y) -> (N,)``; default cross-entropy. The estimates predict the
             change of the mean of this loss.
-        method: ``"auto"``, ``"weight"`` (|W| input-gradient convs) or ``"activation"`` (|A| weight-gradient
-            convs per group present in a batch).
+        method: ``"auto"`` (cheapest by the `COST` model, per layer), ``"weight"`` (|W| input-gradient
+            convs), ``"activation"`` (|A| weight-gradient convs per group present in a batch) or ``"unfold"``
+            (one scatter-add per kernel tap).
         batch_size: batch size when `calibration` is a tensor pair.
         dtype: compute dtype of the counting convolutions (float64 keeps sums exact enough for tests).
         layers: restrict to these layer names (default: all quantized layers).
@@ -320,7 +478,7 @@ def counting_matrices(
     result: dict[str, LayerCounts] = {}
     for n, acc in accs.items():
         keep = acc.sizes > 0
-        sums = acc.sums.numpy()[keep]
+        sums = acc.matrices().numpy()[keep]
         result[n] = LayerCounts(n, acc.fmt, sums.sum(axis=0) / seen, sums, acc.sizes[keep], acc.used_method)
     memory = sum(lc.memory_bytes for lc in result.values())
     seconds = time.perf_counter() - start
