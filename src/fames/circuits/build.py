@@ -225,7 +225,13 @@ def build_library(
         AppMul(name, fmt, table, HardwareFigures.from_dict(hw), family, params, verilog)
         for (fmt, name, family, verilog, table, params), (_, hw, _) in zip(items, results, strict=True)
     ]
-    lib = Library(muls).prune_pareto(metric)
+    # Pareto sets of all entries and of the zero-preserving ones, kept together: a multiplier with a
+    # non-zero product for a zero operand is unusable in most DNN layers (see `als.search`), so on
+    # its own front it must not hide the zero-preserving designs it dominates in (energy, MRED).
+    overall = Library(muls).prune_pareto(metric)
+    zero_safe = Library(m for m in muls if m.zero_preserving or m.is_exact).prune_pareto(metric)
+    keep = {m.name for m in overall} | {m.name for m in zero_safe}
+    lib = Library(m for m in muls if m.name in keep)
     log.info("library: %d of %d characterised multipliers kept", len(lib), len(muls))
     if out_path is not None:
         save_library(lib, out_path)

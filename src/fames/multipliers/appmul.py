@@ -100,6 +100,13 @@ class AppMul:
         return not np.any(self.error_table)
 
     @property
+    def zero_preserving(self) -> bool:
+        """True when ``0 x v = 0`` and ``u x 0 = 0`` hold (zero operands dominate in DNNs)."""
+        a0, w0 = -self.fmt.a_range[0], -self.fmt.w_range[0]
+        err = self.error_table
+        return not (err[a0, :].any() or err[:, w0].any())
+
+    @property
     def energy_pj(self) -> float:
         """Energy per multiplication; raises if the multiplier was never characterised."""
         if self.hardware is None:
