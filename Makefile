@@ -24,7 +24,7 @@ demo: deps
 	$(VENV)/bin/fames demo
 
 test: deps
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -q
 
 lint: deps
 	$(VENV)/bin/ruff check src tests benchmarks
