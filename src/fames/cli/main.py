@@ -66,9 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except UsageError as exc:
+        if getattr(args, "verbose", 0) > 1:  # -vv: the full traceback, for bug reports
+            raise
         print(f"fames: error: {exc}", file=sys.stderr)
         return 2
     except (FamesError, ValueError, FileNotFoundError, PermissionError) as exc:
+        if getattr(args, "verbose", 0) > 1:
+            raise
         code = 2 if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)) else 1
         print(f"fames: error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
         return code
