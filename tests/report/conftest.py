@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+from train_helpers import quick_train
 
 from fames.circuits.generators.families import exact, truncated
 from fames.multipliers import AppMul, HardwareFigures, OperandFormat
@@ -24,21 +24,6 @@ def made_up_library(formats: list[OperandFormat]) -> Library:
         t = fmt.exact_table()
         lib.add(AppMul(f"{fmt.name}_lsb0", fmt, (t >> 1) << 1, hw(e0 * 0.93), "custom"))  # no Verilog
     return lib
-
-
-def quick_train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int = 4,
-                lr: float = 1e-2) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
 
 
 @pytest.fixture(scope="module")

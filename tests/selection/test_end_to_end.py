@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
+from train_helpers import quick_train
 
 import fames
 from fames.emulation.api import approximate_
@@ -15,20 +15,6 @@ from fames.multipliers import AppMul, HardwareFigures, OperandFormat
 from fames.multipliers.library import Library
 from fames.quant import quantize_
 from fames.selection.evaluate import evaluate_model
-
-
-def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float) -> None:
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(0)
-    model.train()
-    for _ in range(epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), 64):
-            idx = perm[i : i + 64]
-            opt.zero_grad()
-            F.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-    model.eval()
 
 
 def _library(formats: list[OperandFormat]) -> Library:
@@ -52,9 +38,9 @@ def setup():
     data = load_digits_dataset()
     model = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1),
                           nn.ReLU(), nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
-    _train(model, data.train.x, data.train.y, epochs=4, lr=1e-2)
+    quick_train(model, data.train.x, data.train.y, epochs=4, lr=1e-2)
     quantize_(model, {"0": 4, "2": {"w": 3, "a": 3}, "5": 4}, calibration=data.train.x[:256])
-    _train(model, data.train.x, data.train.y, epochs=2, lr=2e-3)
+    quick_train(model, data.train.x, data.train.y, epochs=2, lr=2e-3)
     fmts = sorted({spec.fmt for spec in layer_specs(model).values()}, key=lambda f: f.name)
     return model, data, _library(fmts)
 
