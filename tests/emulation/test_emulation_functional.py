@@ -228,3 +228,52 @@ def test_linear_slices() -> None:
     assert plan.choice.slices > 1 and plan.dtype == torch.float32
     got = approx_linear(xl, wl, prepare(mul), plan=plan)
     assert torch.equal(got, ref_linear(xl, wl, mul.table, fmt).double())
+
+
+@pytest.mark.parametrize("int8", [False, True])
+def test_linear_float_and_int8_paths_match_reference(monkeypatch, int8: bool) -> None:
+    """Linear layers run as float matmuls or as exact int8 digit-pair matmuls: both bit-exact."""
+    import fames.emulation.functional as fn
+
+    monkeypatch.setattr(fn, "INT8_LINEAR", int8)
+    monkeypatch.setattr(fn, "_INT8_OK", {})
+    for i, (a_bits, w_bits, a_signed) in enumerate(FORMATS):
+        fmt, mul = _case(i, a_bits, w_bits, a_signed)
+        prepared = prepare(mul)
+        gen = torch.Generator().manual_seed(100 + i)
+        x = random_codes((6, 23), *fmt.a_range, gen)
+        w = random_codes((5, 23), *fmt.w_range, gen)
+        plan = fn.plan_linear_weight(w, prepared)
+        if not int8:
+            assert plan.blocks is None
+        got = approx_linear(x, w, prepared, plan=plan)
+        assert torch.equal(got.double(), ref_linear(x, w, mul.table, fmt).double()), fmt.name
+
+
+def test_int8_digits_shifts_and_uncached_blocks(monkeypatch) -> None:
+    """Multi-digit factors (shifted digit pairs), one pair per block, nothing cached, batch chunks."""
+    import fames.emulation.functional as fn
+    from fames.emulation.plan import byte_digits, int8_pairs
+
+    v = np.array([0, 1, -1, 127, 128, -128, -129, 255, 256, 40000, -70000, 2**40 + 3])
+    digits = byte_digits(v)
+    assert all(d.min() >= -128 and d.max() <= 127 for d in digits)
+    assert np.array_equal(sum(d.astype(np.int64) * 256**i for i, d in enumerate(digits)), v)
+    if not fn.int8_available(torch.device("cpu")):
+        pytest.skip("no int8 matmul on this CPU build")
+    monkeypatch.setattr(fn, "INT8_BLOCK", 1)
+    monkeypatch.setattr(fn, "INT8_CACHE", 0.0)
+    monkeypatch.setattr(fn, "MIN_BUDGET", 0)
+    monkeypatch.setattr(fn, "GATHER_BUDGET", 0.3)
+    fmt = OperandFormat.parse("u8xs8")
+    mul = AppMul("trunc", fmt, truncated_table(fmt, 8))
+    prepared = prepare(mul)
+    gen = torch.Generator().manual_seed(11)
+    x = random_codes((9, 40), *fmt.a_range, gen)
+    w = random_codes((7, 40), *fmt.w_range, gen)
+    plan = fn.plan_linear_weight(w, prepared)
+    assert plan.blocks is not None and all(b.b is None and b.nb == 1 for b in plan.blocks)
+    assert max(b.shift for b in plan.blocks) >= 1
+    assert len(int8_pairs(prepared.forms[plan.choice.form], plan.choice.terms)) == len(plan.blocks)
+    got = approx_linear(x, w, prepared, plan=plan)
+    assert torch.equal(got.double(), ref_linear(x, w, mul.table, fmt).double())

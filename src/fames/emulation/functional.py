@@ -8,6 +8,20 @@ To bound peak memory, the batch (and, for large weights, the terms) is processed
 gathered input stays within `GATHER_BUDGET` times the activation plus output tensors; the weight side
 can be planned once per weight (`plan_conv2d_weight`, `plan_linear_weight`) and reused across calls.
 
+Linear layers on a CPU with an int8 matmul (``torch._int_mm``; VNNI makes it about 8x the float32 rate)
+may instead run as exact int8 x int8 -> int32 matmuls: every factor column is split into balanced
+base-256 digits in ``[-128, 127]`` and each digit pair ``(i, j)`` of a term adds
+``256^(i+j) sum_k Pd_i[x_k] Qd_j[w_k]`` (pairs of one shift are concatenated along K, `INT8_BLOCK` at a
+time, with ``K * 128^2 < 2^31`` so int32 cannot overflow); blocks are summed exactly in int32 or int64
+and converted to the same output dtype as the float path. The cost model picks it per layer
+(`fames.emulation.plan.PreparedTable.choose`). Set `INT8_LINEAR` False to force the float path.
+
+Memory accounting: a `WeightPlan` is a per-layer cache kept between calls like a parameter, and its size is
+bounded: float path ``max(WEIGHT_BUDGET, 2 |w|)`` elements of batched weights (beyond that each chunk is
+rebuilt per call); int8 path at most `INT8_CACHE` times the weight tensor's bytes of gathered int8 blocks,
+plus the int32 weight indices when some block is gathered per call. The benchmark's memory probe makes
+the plan inside the measured call, so the cache counts towards the layer's peak memory.
+
 Padding (DESIGN.md section 2): with ``pad_taps=True`` a padded position feeds activation code 0 into the
 multiplier (codes are padded *before* gathering, so ``T[0, w]`` counts); with ``pad_taps=False`` padded
 taps are skipped (contribute nothing), as on accelerators that do not issue them.
@@ -16,18 +30,43 @@ taps are skipped (contribute nothing), as on accelerators that do not issue them
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fames.emulation.plan import Choice, PreparedTable, accumulate_dtype
+from fames.emulation.plan import INT8_DIGIT_MAX, Choice, PreparedTable, accumulate_dtype, int8_pairs
 
 GATHER_BUDGET = 1.0  # gathered activation chunk <= this many times (activation + output) elements
 MIN_BUDGET = 1 << 20  # elements; below this, never split the batch
 WEIGHT_BUDGET = 1 << 20  # elements of cached batched weights per layer (or 2x the weight if larger)
+INT8_LINEAR = True  # linear layers: exact int8 digit-pair matmuls where the device has them (CPU _int_mm)
+INT8_BLOCK = 4  # digit pairs of one shift gathered together and summed by one (K-concatenated) int8 matmul
+INT8_CACHE = 1.0  # int8 weight blocks cached per layer: at most this many times the weight tensor's bytes
 _WORKSPACE: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+_INT8_OK: dict[str, bool] = {}
+
+
+@dataclass
+class Int8Block:
+    """One int8 matmul of a linear layer: ``nb`` digit pairs of the same ``shift`` (weight ``256^shift``).
+
+    Args:
+        shift: the block's partial accumulator is multiplied by ``256^shift``.
+        ta: activation-side digit table ``(|A|, nb)`` int8 (``(|A|,)`` when ``nb == 1``).
+        tb: weight-side digit table ``(|W|, nb)`` int8 (``(|W|,)`` when ``nb == 1``).
+        nb: digit pairs in the block.
+        b: cached gathered weight ``(out_features, in_features * nb)`` int8, or None (gathered per call).
+    """
+
+    shift: int
+    ta: torch.Tensor
+    tb: torch.Tensor
+    nb: int
+    b: torch.Tensor | None
 
 
 @dataclass
@@ -43,6 +82,9 @@ class WeightPlan:
         dtype: accumulation dtype.
         shape: shape of the weight codes the plan was made from.
         build: ``build(first term, term count)`` makes a chunk's batched weight.
+        blocks: linear layers run as int8 digit-pair matmuls (``choice.int8``): the blocks; else None.
+        widx: int8 blocks gathered per call: the flat int32 weight indices; else None.
+        acc_dtype: int8 blocks: int32 when ``K sum_pairs 256^shift 128^2 < 2^31`` (no overflow), else int64.
     """
 
     choice: Choice
@@ -52,6 +94,9 @@ class WeightPlan:
     dtype: torch.dtype
     shape: tuple[int, ...]
     build: Callable[[int, int], torch.Tensor] | None = None
+    blocks: list[Int8Block] | None = None
+    widx: torch.Tensor | None = None
+    acc_dtype: torch.dtype = torch.int32
 
     def weight(self, t0: int, r: int, cached: torch.Tensor | None) -> torch.Tensor:
         return cached if cached is not None else self.build(t0, r)
@@ -65,6 +110,21 @@ def _workspace(numel: int, dtype: torch.dtype, device: torch.device, slot: str) 
         buf = torch.empty(numel, dtype=dtype, device=device)
         _WORKSPACE[key] = buf
     return buf[:numel]
+
+
+def int8_available(device: torch.device) -> bool:
+    """Whether exact int8 x int8 -> int32 matmuls (``torch._int_mm``) work on `device` (CPU only: on GPUs
+    the float path is fast and ``_int_mm`` has shape restrictions). Checked once per device."""
+    if not INT8_LINEAR or device.type != "cpu" or not hasattr(torch, "_int_mm"):
+        return False
+    key = str(device)
+    if key not in _INT8_OK:
+        a = torch.tensor([[-128, 127, 3], [5, -7, 1]], dtype=torch.int8, device=device)
+        try:
+            _INT8_OK[key] = torch.equal(torch._int_mm(a, a.t()).long().cpu(), (a.long() @ a.long().t()).cpu())
+        except (RuntimeError, NotImplementedError):
+            _INT8_OK[key] = False
+    return _INT8_OK[key]
 
 
 def clear_workspace() -> None:
@@ -143,24 +203,36 @@ def _exact_dtype(prepared: PreparedTable, k: int) -> torch.dtype:
 
 
 def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batched,
-          per_chunk: int | None = None) -> WeightPlan:
+          per_chunk: int | None = None, int8: bool = False) -> WeightPlan:
     """Choose the form for these weight codes and plan the batched weight of every term chunk (cached
-    when all chunks together stay within ``max(WEIGHT_BUDGET, 2 |w|)`` elements, else built per call)."""
+    when all chunks together stay within ``max(WEIGHT_BUDGET, 2 |w|)`` elements, else built per call).
+    With ``int8`` (linear layers) the choice may be int8 digit-pair matmuls: see `_plan_int8`."""
     w_lo, w_hi = prepared.fmt.w_range
     _check_range(w_int, w_lo, w_hi, "weight")
     shape = tuple(w_int.shape)
     if prepared.is_exact:
         choice = prepared.choose(None, k, [])
         return WeightPlan(choice, None, 1, [], _exact_dtype(prepared, k), shape)
-    widx = (w_int.detach() - w_lo).to(torch.long)
+    widx = w_int.detach().to(torch.int32)  # 32-bit weight indices (no int64 copy of the weight)
+    if w_lo:
+        widx.sub_(w_lo)
     present = torch.bincount(widx.flatten(), minlength=w_hi - w_lo + 1).cpu().numpy() > 0
-    choice = prepared.choose(present, k, _divisors(cin_g))
+    choice = prepared.choose(present, k, _divisors(cin_g), int8)
+    if choice.int8:
+        return _plan_int8(w_int, widx.flatten(), prepared, choice, k)
     p, q, denom = prepared.factors(choice, w_int.device)
     budget = max(WEIGHT_BUDGET, 2 * w_int.numel())
     per_chunk = per_chunk or max(1, budget // w_int.numel())
     cache = choice.rank * w_int.numel() <= budget
+    if per_chunk == 1:  # one term at a time: 1-D gathers with 32-bit indices (far cheaper than q[widx])
+        qt = q.t().contiguous()
+        widx = widx.flatten()
+    else:
+        widx = widx.long()
 
     def build(t0: int, r: int) -> torch.Tensor:
+        if per_chunk == 1:
+            return batched(torch.index_select(qt[t0], 0, widx).view(*shape, 1), 1, choice.slices)
         return batched(q[:, t0:t0 + r][widx], r, choice.slices)
 
     chunks = []
@@ -168,6 +240,38 @@ def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batc
         r = min(per_chunk, choice.rank - t0)
         chunks.append((t0, r, build(t0, r) if cache else None))
     return WeightPlan(choice, p, denom, chunks, choice.dtype, shape, build)
+
+
+def _plan_int8(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedTable, choice: Choice,
+               k: int) -> WeightPlan:
+    """Int8 digit-pair blocks of a linear layer (`widx`: flat int32 weight indices). A block's gathered
+    weight is cached in the plan while all cached blocks together stay within `INT8_CACHE` times the weight
+    tensor's bytes, else gathered per call (then the plan keeps `widx`, one weight's worth of bytes)."""
+    cout, cin = w_int.shape
+    form = prepared.forms[choice.form]
+    pairs = int8_pairs(form, choice.terms)
+    nb_max = max(1, min(INT8_BLOCK, (2**31 - 1) // (k * INT8_DIGIT_MAX)))
+    budget = INT8_CACHE * w_int.numel() * w_int.element_size()
+    dev = w_int.device
+    blocks, cached = [], 0
+    for shift, group in itertools.groupby(pairs, key=lambda pair: pair[0]):
+        group = list(group)
+        for g0 in range(0, len(group), nb_max):
+            part = group[g0:g0 + nb_max]
+            nb = len(part)
+            ta = torch.as_tensor(np.stack([a for _, a, _ in part], 1), device=dev)
+            tb = torch.as_tensor(np.stack([b for _, _, b in part], 1), device=dev)
+            if nb == 1:
+                ta, tb = ta[:, 0].contiguous(), tb[:, 0].contiguous()
+            b = None
+            if cached + cout * cin * nb <= budget:
+                b = torch.index_select(tb, 0, widx).view(cout, cin * nb)
+                cached += b.numel()
+            blocks.append(Int8Block(shift, ta, tb, nb, b))
+    wide = sum(256**shift for shift, _, _ in pairs) * k * INT8_DIGIT_MAX >= 2**31
+    return WeightPlan(choice, None, form.denom, [], choice.dtype, tuple(w_int.shape), None, blocks,
+                      None if all(blk.b is not None for blk in blocks) else widx,
+                      torch.int64 if wide else torch.int32)
 
 
 def plan_conv2d_weight(w_int: torch.Tensor, prepared: PreparedTable, groups: int = 1) -> WeightPlan:
@@ -202,7 +306,7 @@ def plan_linear_weight(w_int: torch.Tensor, prepared: PreparedTable) -> WeightPl
             return qw.reshape(cout, cin * r).contiguous()
         return qw.reshape(cout, s, cin // s * r).permute(1, 2, 0).contiguous()
 
-    return _plan(w_int, prepared, cin, cin, batched, per_chunk=1)
+    return _plan(w_int, prepared, cin, cin, batched, per_chunk=1, int8=int8_available(w_int.device))
 
 
 @torch.no_grad()
@@ -318,6 +422,8 @@ def approx_linear(
     plan = plan if plan is not None else plan_linear_weight(w_int, prepared)
     cout, cin = w_int.shape
     lead = x_int.shape[:-1]
+    if plan.blocks is not None:
+        return _linear_int8(x_int.reshape(-1, cin), w_int, prepared, plan).reshape(*lead, cout)
     if plan.p is None:
         with _exact_math(x_int.device):
             return F.linear(x_int.to(plan.dtype), w_int.to(plan.dtype))
@@ -358,3 +464,47 @@ def approx_linear(
                     else:
                         ob.add_(part)
     return _finish(out, plan.denom).reshape(*lead, cout)
+
+
+def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable, plan: WeightPlan) -> torch.Tensor:
+    """``sum_blocks 256^shift * int8_mm(Pd[x], Qd[w]^T)`` accumulated exactly in int64, then converted to the
+    output dtype (float32 only where the accumulator is below 2^24, as on the float path)."""
+    a_lo, a_hi = prepared.fmt.a_range
+    _check_range(x2, a_lo, a_hi, "activation")
+    m, cin = x2.shape
+    cout = w_int.shape[0]
+    dev = x2.device
+    out = torch.empty((m, cout), dtype=plan.dtype if plan.choice.slices == 1 else torch.float64, device=dev)
+    nb_max = max((blk.nb for blk in plan.blocks), default=1)
+    nb = _batch_chunk(m, cin, nb_max, x2.numel() + m * cout)
+    for b0 in range(0, m, nb):
+        xb = x2[b0:b0 + nb]
+        mb = xb.shape[0]
+        idx = _workspace(mb * cin, torch.int32, dev, "idx")
+        idx.copy_(xb.reshape(-1))
+        if a_lo:
+            idx.sub_(a_lo)
+        res = _workspace(mb * cout, torch.int32, dev, "int8res").view(mb, cout)
+        single = len(plan.blocks) == 1 and plan.blocks[0].shift == 0
+        acc = res if single else _workspace(mb * cout, plan.acc_dtype, dev, "int8acc").view(mb, cout)
+        for i, blk in enumerate(plan.blocks):
+            ga = _workspace(mb * cin * blk.nb, torch.int8, dev, "gather")
+            torch.index_select(blk.ta, 0, idx, out=ga if blk.nb == 1 else ga.view(-1, blk.nb))
+            wb = blk.b
+            if wb is None:
+                wb = _workspace(cout * cin * blk.nb, torch.int8, dev, "wgather")
+                torch.index_select(blk.tb, 0, plan.widx, out=wb if blk.nb == 1 else wb.view(-1, blk.nb))
+            torch._int_mm(ga.view(mb, cin * blk.nb), wb.view(cout, cin * blk.nb).t(), out=res)
+            if acc is res:
+                pass
+            elif i == 0:
+                acc.copy_(res)
+                if blk.shift:
+                    acc.mul_(256**blk.shift)
+            else:
+                acc.add_(res, alpha=256**blk.shift)
+        if plan.blocks:
+            out[b0:b0 + mb] = acc
+        else:
+            out[b0:b0 + mb] = 0
+    return _finish(out, plan.denom)

@@ -7,10 +7,16 @@ channel blocks, block ``r`` holding ``p_r[x]`` as input and ``q_r[w]`` as weight
 - ``w-split/table``: ``T[:, v] x 1[w == v]`` for the non-zero columns ``v`` that occur in the layer;
 - ``w-split/error``: ``E[:, v] x 1[w == v]`` plus the exact term ``u x v``;
 - ``a-split/table`` and ``a-split/error``: the same over activation codes (rows);
-- ``low-rank/error``: exact rank-``rank(E)`` skeleton of ``E`` plus the exact term.
+- ``low-rank/error``: exact rank-``rank(E)`` skeleton of ``E`` plus the exact term;
+- ``low-rank/table``: exact rank-``rank(T)`` skeleton of ``T`` (only kept when fewer terms than all above:
+  ``rank(T)`` can be below ``rank(E) + 1``).
 
 Cost model: the emulating conv costs ``R`` exact convs (FLOPs and the gathered input both scale with
-``R``); float64 costs `F64_COST` times float32. The cheapest candidate wins; ties keep the listed order.
+``R``); float64 costs `F64_COST` times float32. Linear layers on a CPU with an int8 matmul
+(``torch._int_mm``, VNNI: about 8x the float32 matmul rate) may instead run every term as exact
+int8 x int8 -> int32 matmuls over the balanced base-256 digits of its factors (`int8_pairs`), costing
+`INT8_PAIR_COST` float32 matmuls per digit pair (mostly the per-call weight-side gather). The cheapest
+candidate wins; ties keep the listed order.
 
 Exactness rule (`accumulate_dtype`): every partial sum of the conv is an integer whose magnitude is at
 most ``K * bound`` (``K`` products per output, ``bound = max_{u,v} sum_r |P[u,r] Q[v,r]|``), whatever
@@ -35,6 +41,8 @@ from fames.multipliers.formats import OperandFormat
 F32_EXACT = 2**24
 F64_EXACT = 2**53
 F64_COST = 8.0
+INT8_PAIR_COST = 0.3  # one int8 digit-pair matmul (weight side gathered per call) vs one float32 matmul
+INT8_DIGIT_MAX = 128 * 128  # largest |digit product|; int32 accumulation needs K * this < 2^31
 MAX_SLICES = 64
 DEFAULT_MAX_RANK = 24
 
@@ -49,6 +57,8 @@ class Choice:
         dtype: accumulation dtype.
         slices: number of input-channel slices accumulated separately (float32 exactness).
         cost: cost-model value (exact conv = 1).
+        int8: linear only: run as exact int8 x int8 -> int32 matmuls over balanced base-256 digits of the
+            factors (`int8_pairs`); `dtype`/`slices` then only fix the output dtype.
     """
 
     form: int
@@ -56,10 +66,39 @@ class Choice:
     dtype: torch.dtype
     slices: int
     cost: float
+    int8: bool = False
 
     @property
     def rank(self) -> int:
         return len(self.terms)
+
+
+def byte_digits(v: np.ndarray) -> list[np.ndarray]:
+    """Balanced base-256 digits of integers: ``v == sum_i 256^i d_i`` with every ``d_i`` in ``[-128, 127]``."""
+    v = np.asarray(v, dtype=np.int64).copy()
+    out = []
+    while True:
+        d = (v + 128) % 256 - 128
+        out.append(d.astype(np.int8))
+        v = (v - d) // 256
+        if not v.any():
+            return out
+
+
+def int8_pairs(form: Form, terms: tuple[int, ...]) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``(shift, P digit, Q digit)`` per digit pair of the kept `terms`, sorted by shift: the accumulator is
+    ``sum_pairs 256^shift sum_k Pd[x_k] Qd[w_k]``, each inner sum an exact int8 x int8 -> int32 matmul."""
+    pairs = []
+    for t in terms:
+        pd, qd = byte_digits(form.p[:, t]), byte_digits(form.q[:, t])
+        pairs += [(i + j, a, b) for i, a in enumerate(pd) for j, b in enumerate(qd) if a.any() and b.any()]
+    return sorted(pairs, key=lambda pair: pair[0])
+
+
+def int8_feasible(k: int, pairs: list[tuple[int, np.ndarray, np.ndarray]]) -> bool:
+    """int32 holds one pair's sum (``K * 128^2 < 2^31``) and int64 the weighted sum of all pairs."""
+    total = sum(256 ** s for s, _, _ in pairs) * k * INT8_DIGIT_MAX
+    return k * INT8_DIGIT_MAX < 2**31 and total < 2**62
 
 
 def accumulate_dtype(k: int, bound: float, divisors: list[int]) -> tuple[torch.dtype, int] | None:
@@ -101,15 +140,18 @@ class PreparedTable:
     _tensors: dict = field(default_factory=dict, repr=False)
     _choices: dict = field(default_factory=dict, repr=False)
 
-    def choose(self, present: np.ndarray | None, k: int, divisors: list[int]) -> Choice:
+    def choose(self, present: np.ndarray | None, k: int, divisors: list[int], int8: bool = False) -> Choice:
         """Cheapest exact choice for a layer whose weight codes occur where `present` is True.
+
+        With ``int8=True`` (linear layers on a CPU with an int8 matmul) a form may instead be run as int8
+        digit-pair matmuls, costing `INT8_PAIR_COST` per pair (`int8_pairs`); the cheaper of the two wins.
 
         Raises:
             ValueError: when no form is exactly representable in float64 for this `k`.
         """
         if self.is_exact:
             return Choice(-1, (), torch.float32, 1, 1.0)
-        key = (present.tobytes(), k, tuple(divisors))
+        key = (present.tobytes(), k, tuple(divisors), int8)
         if key in self._choices:
             return self._choices[key]
         best = None
@@ -124,6 +166,11 @@ class PreparedTable:
             cost = max(len(terms), 1) * (1.0 if acc[0] == torch.float32 else F64_COST)
             if best is None or cost < best.cost:
                 best = Choice(i, terms, acc[0], acc[1], cost)
+            if int8:
+                pairs = int8_pairs(form, terms)
+                cost = max(len(pairs), 1) * INT8_PAIR_COST
+                if int8_feasible(k, pairs) and cost < best.cost:
+                    best = Choice(i, terms, acc[0], acc[1], cost, True)
         if best is None:
             raise ValueError(
                 f"multiplier {self.name!r}: no exact float accumulation for {k} products per output"
@@ -173,6 +220,11 @@ def build_forms(table: np.ndarray, fmt: OperandFormat, max_rank: int = DEFAULT_M
     if lr is not None:
         p, q, d = lr
         forms.append(make_form("low-rank", "error", np.hstack([p, ident_p * d]), np.hstack([q, ident_q]), d))
+    # rank(T) can be below rank(E) + 1 (e.g. when E cancels part of u v): factor T itself as well
+    limit = min(max_rank, min(f.rank for f in forms) - 1)
+    lr = low_rank(table, limit) if limit >= 0 else None
+    if lr is not None:
+        forms.append(make_form("low-rank", "table", *lr))
     return tuple(forms)
 
 
