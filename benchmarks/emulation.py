@@ -289,7 +289,7 @@ def run_layer_cases(args: argparse.Namespace) -> tuple[str, list[dict]]:
                     te.append(timed(exact, args.device))
                     ta.append(timed(approx, args.device))
                 choice = layer_choice(layer, w, prepared)
-                terms = choice.rank if choice and choice.form >= 0 else 1
+                terms = max(choice.rank, 1) if choice and choice.form >= 0 else 1  # T == 0: no conv, R = 0
                 form = prepared.forms[choice.form].name if choice and choice.form >= 0 else "exact"
                 pairs = len(int8_pairs(prepared.forms[choice.form], choice.terms)) if choice and choice.int8 else 0
                 blocks = len(plan.blocks) if plan.blocks is not None else 0

@@ -1,12 +1,20 @@
-"""Approximate conv2d / linear on integer codes: ``sum_k T(x_k, w_k)`` exactly, via ONE convolution.
+"""Approximate conv2d / linear on integer codes: ``sum_k T(x_k, w_k)`` exactly, with ``R`` ordinary convs.
 
 For the factorisation ``T = P Q^T / d`` chosen by `PreparedTable.choose`, the accumulator is
-``sum_k sum_r P[x_k, r] Q[w_k, r] / d``: the activation codes are gathered into ``R`` channel blocks
-(``P[x]``, laid out channels-last so the gather needs no transpose), the weight codes into the matching
-``(Cout, Cin/groups * R, kh, kw)`` weight (``Q[w]``), and one ordinary (grouped) conv sums everything.
-To bound peak memory, the batch (and, for large weights, the terms) is processed in chunks so that the
-gathered input stays within `GATHER_BUDGET` times the activation plus output tensors; the weight side
-can be planned once per weight (`plan_conv2d_weight`, `plan_linear_weight`) and reused across calls.
+``sum_k sum_r P[x_k, r] Q[w_k, r] / d``: for every term ``r`` the activation codes are gathered into
+``P[x, r]`` (a 1-D gather with 32-bit indices, in the input's own NCHW layout: no transpose) and the weight
+codes into ``Q[w, r]``, and one ordinary (grouped) conv / matmul per term is accumulated in place. (One
+conv over ``R`` concatenated channel blocks has the same FLOPs but needs a row gather that costs several
+times the 1-D one on CPU, plus a channels-last transpose of the codes.)
+
+Padding: the conv pads the gathered input with zeros; when ``pad_taps`` and ``T[0, v] != 0`` for some
+occurring weight code, the padded taps' share ``sum_{padded taps} d T[0, w]`` does not depend on the input,
+so it is computed once per input geometry (a one-channel conv of the padding mask with
+``sum_c d T[0, w[o, c, i, j]]``, exact in float64) and added.
+
+To bound peak memory, the batch is processed in chunks so that the gathered input stays within
+`GATHER_BUDGET` times the activation plus output tensors; the weight side can be planned once per weight
+(`plan_conv2d_weight`, `plan_linear_weight`) and reused across calls.
 
 Linear layers on a CPU with an int8 matmul (``torch._int_mm``; VNNI makes it about 8x the float32 rate)
 may instead run as exact int8 x int8 -> int32 matmuls: every factor column is split into balanced
@@ -32,7 +40,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -43,6 +51,7 @@ from fames.emulation.plan import INT8_DIGIT_MAX, Choice, PreparedTable, accumula
 GATHER_BUDGET = 1.0  # gathered activation chunk <= this many times (activation + output) elements
 MIN_BUDGET = 1 << 20  # elements; below this, never split the batch
 WEIGHT_BUDGET = 1 << 20  # elements of cached batched weights per layer (or 2x the weight if larger)
+INTERLEAVE_MIN = 4  # conv: from this many terms on, one row gather into channels-last (see _interleaved)
 INT8_LINEAR = True  # linear layers: exact int8 digit-pair matmuls where the device has them (CPU _int_mm)
 INT8_BLOCK = 4  # digit pairs of one shift gathered together and summed by one (K-concatenated) int8 matmul
 INT8_CACHE = 1.0  # int8 weight blocks cached per layer: at most this many times the weight tensor's bytes
@@ -85,6 +94,8 @@ class WeightPlan:
         blocks: linear layers run as int8 digit-pair matmuls (``choice.int8``): the blocks; else None.
         widx: int8 blocks gathered per call: the flat int32 weight indices; else None.
         acc_dtype: int8 blocks: int32 when ``K sum_pairs 256^shift 128^2 < 2^31`` (no overflow), else int64.
+        zero_taps: conv: ``sum_c d T[code 0, w[o, c, i, j]]`` as float64 ``(Cout, 1, kh, kw)``, else None.
+        borders: conv: the padded taps' constant share per input geometry (made on first use).
     """
 
     choice: Choice
@@ -97,6 +108,8 @@ class WeightPlan:
     blocks: list[Int8Block] | None = None
     widx: torch.Tensor | None = None
     acc_dtype: torch.dtype = torch.int32
+    zero_taps: torch.Tensor | None = None
+    borders: dict = field(default_factory=dict)
 
     def weight(self, t0: int, r: int, cached: torch.Tensor | None) -> torch.Tensor:
         return cached if cached is not None else self.build(t0, r)
@@ -232,8 +245,8 @@ def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batc
 
     def build(t0: int, r: int) -> torch.Tensor:
         if per_chunk == 1:
-            return batched(torch.index_select(qt[t0], 0, widx).view(*shape, 1), 1, choice.slices)
-        return batched(q[:, t0:t0 + r][widx], r, choice.slices)
+            return batched(torch.index_select(qt[t0], 0, widx).view(*shape, 1), 1, choice)
+        return batched(q[:, t0:t0 + r][widx], r, choice)
 
     chunks = []
     for t0 in range(0, choice.rank, per_chunk):
@@ -274,6 +287,12 @@ def _plan_int8(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedTable,
                       torch.int64 if wide else torch.int32)
 
 
+def _interleaved(choice: Choice) -> bool:
+    """Conv layout: `INTERLEAVE_MIN` terms or more are gathered as rows ``P[x]`` (one 2-D gather whose cost
+    hardly grows with the row length) into a padded channels-last input; fewer terms by 1-D gathers."""
+    return choice.rank >= INTERLEAVE_MIN
+
+
 def plan_conv2d_weight(w_int: torch.Tensor, prepared: PreparedTable, groups: int = 1) -> WeightPlan:
     """Weight side of `approx_conv2d` for weight codes `w_int` ``(Cout, Cin/groups, kh, kw)``.
 
@@ -283,14 +302,29 @@ def plan_conv2d_weight(w_int: torch.Tensor, prepared: PreparedTable, groups: int
     cout, cin_g, kh, kw = w_int.shape
     cout_g = cout // groups
 
-    def batched(qw: torch.Tensor, r: int, s: int) -> torch.Tensor:  # qw: (cout, cin_g, kh, kw, r)
-        weight = qw.permute(0, 1, 4, 2, 3).reshape(cout, cin_g * r, kh, kw)
-        if s > 1:
-            weight = weight.reshape(groups, cout_g, s, cin_g // s * r, kh, kw).transpose(1, 2)
-            weight = weight.reshape(groups * s * cout_g, cin_g // s * r, kh, kw)
-        return weight.contiguous(memory_format=torch.channels_last)
+    def batched(qw: torch.Tensor, r: int, choice: Choice) -> torch.Tensor:  # qw: (cout, cin_g, kh, kw, r)
+        s = choice.slices
+        if _interleaved(choice):  # input channels (channel, term), channels-last
+            weight = qw.permute(0, 1, 4, 2, 3).reshape(cout, cin_g * r, kh, kw)
+            if s > 1:
+                weight = weight.reshape(groups, cout_g, s, cin_g // s * r, kh, kw).transpose(1, 2)
+                weight = weight.reshape(groups * s * cout_g, cin_g // s * r, kh, kw)
+            return weight.contiguous(memory_format=torch.channels_last)
+        # input channels of conv group (g, slice) ordered (term, channel of the slice), NCHW
+        weight = qw.reshape(groups, cout_g, s, cin_g // s, kh, kw, r).permute(0, 2, 1, 6, 3, 4, 5)
+        return weight.reshape(groups * s * cout_g, r * cin_g // s, kh, kw).contiguous()
 
-    return _plan(w_int, prepared, cin_g * kh * kw, cin_g, batched)
+    plan = _plan(w_int, prepared, cin_g * kh * kw, cin_g, batched)
+    if plan.p is not None and plan.choice.rank:
+        # d T[code 0, w] per weight, summed over input channels: the padded taps' share (see approx_conv2d)
+        form = prepared.forms[plan.choice.form]
+        terms = list(plan.choice.terms)
+        zero = -prepared.fmt.a_range[0]
+        zrow = torch.as_tensor(form.q[:, terms] @ form.p[zero, terms], dtype=torch.float64, device=w_int.device)
+        widx = (w_int.detach() - prepared.fmt.w_range[0]).to(torch.long)
+        if zrow.any():  # else (zero-preserving multipliers: T[0, v] == 0) padded taps add nothing
+            plan.zero_taps = zrow[widx].sum(dim=1, keepdim=True)
+    return plan
 
 
 def plan_linear_weight(w_int: torch.Tensor, prepared: PreparedTable) -> WeightPlan:
@@ -301,7 +335,8 @@ def plan_linear_weight(w_int: torch.Tensor, prepared: PreparedTable) -> WeightPl
     """
     cout, cin = w_int.shape
 
-    def batched(qw: torch.Tensor, r: int, s: int) -> torch.Tensor:  # qw: (cout, cin, r)
+    def batched(qw: torch.Tensor, r: int, choice: Choice) -> torch.Tensor:  # qw: (cout, cin, r)
+        s = choice.slices
         if s == 1:
             return qw.reshape(cout, cin * r).contiguous()
         return qw.reshape(cout, s, cin // s * r).permute(1, 2, 0).contiguous()
@@ -354,12 +389,77 @@ def approx_conv2d(
     n, cin, h, w = x_int.shape
     oh = (h + 2 * ph - _pair(dilation)[0] * (w_int.shape[-2] - 1) - 1) // _pair(stride)[0] + 1
     ow = (w + 2 * pw - _pair(dilation)[1] * (w_int.shape[-1] - 1) - 1) // _pair(stride)[1] + 1
-    if plan.p is None or plan.choice.rank == 0:
-        weight = w_int.to(plan.dtype) if plan.p is None else torch.zeros_like(w_int, dtype=plan.dtype)
+    if plan.p is None:
         with _exact_math(x_int.device):
-            return F.conv2d(x_int.to(plan.dtype), weight, None, stride, (ph, pw), dilation, groups)
+            return F.conv2d(x_int.to(plan.dtype), w_int.to(plan.dtype), None, stride, (ph, pw), dilation, groups)
+    if plan.choice.rank == 0:  # T == 0 on every code pair that occurs
+        return torch.zeros((n, cout, oh, ow), dtype=plan.dtype, device=x_int.device)
     a_lo, a_hi = prepared.fmt.a_range
     _check_range(x_int, a_lo, a_hi, "activation")
+    if _interleaved(plan.choice):
+        return _conv_interleaved(x_int, w_int, plan, a_lo, stride, (ph, pw), dilation, groups, pad_taps, oh, ow)
+    dev = x_int.device
+    s = plan.choice.slices
+    out_dtype = plan.dtype if s == 1 else torch.float64
+    border = None
+    if pad_taps and (ph or pw) and plan.zero_taps is not None:
+        key = (h, w, ph, pw, _pair(stride), _pair(dilation), out_dtype)
+        if key not in plan.borders:
+            mask = torch.ones((1, 1, h + 2 * ph, w + 2 * pw), dtype=torch.float64, device=dev)
+            mask[:, :, ph:ph + h, pw:pw + w] = 0
+            plan.borders[key] = F.conv2d(mask, plan.zero_taps, None, stride, 0, dilation).to(out_dtype)
+        border = plan.borders[key]
+    per_sample = cin * h * w
+    gs = groups * s  # conv groups: (group, input-channel slice)
+    nb = _batch_chunk(n, per_sample, max(r for _, r, _ in plan.chunks), x_int.numel() + n * cout * oh * ow)
+    out = None
+    for b0 in range(0, n, nb):
+        xb = x_int[b0:b0 + nb]
+        m = xb.shape[0]
+        idx = _workspace(m * per_sample, torch.int32, dev, "idx")
+        idx.copy_(xb.reshape(-1))
+        if a_lo:
+            idx.sub_(a_lo)
+        acc = None
+        for t0, r, cached in plan.chunks:  # per chunk of r terms: r 1-D gathers (NCHW), one conv
+            weight = plan.weight(t0, r, cached)
+            gathered = _workspace(m * per_sample * r, plan.dtype, dev, "gather")
+            if r == 1:
+                torch.index_select(plan.p[:, t0].contiguous(), 0, idx, out=gathered)
+            else:
+                blocks = gathered.view(m, gs, r, cin // gs, h, w)
+                tmp = _workspace(m * per_sample, plan.dtype, dev, "gather1")
+                for t in range(r):
+                    torch.index_select(plan.p[:, t0 + t].contiguous(), 0, idx, out=tmp)
+                    blocks[:, :, t].copy_(tmp.view(m, gs, cin // gs, h, w))
+            with _exact_math(dev):
+                part = F.conv2d(gathered.view(m, r * cin, h, w), weight, None, stride, (ph, pw), dilation, gs)
+            if s > 1:
+                part = part.reshape(m, groups, s, cout // groups, oh, ow).sum(dim=2, dtype=torch.float64)
+                part = part.reshape(m, cout, oh, ow)
+            if acc is None:
+                acc = part
+            else:
+                acc.add_(part)
+        if border is not None:
+            acc.add_(border)
+        if nb >= n:
+            out = acc
+        else:
+            if out is None:
+                out = torch.empty((n, cout, oh, ow), dtype=out_dtype, device=dev)
+            out[b0:b0 + m] = acc
+    return _finish(out, plan.denom)
+
+
+def _conv_interleaved(x_int: torch.Tensor, w_int: torch.Tensor, plan: WeightPlan, a_lo: int, stride,
+                      padding: tuple[int, int], dilation, groups: int, pad_taps: bool, oh: int,
+                      ow: int) -> torch.Tensor:
+    """Many terms: the activation indices are laid out channels-last and padded with the index of code 0
+    (``pad_taps``), then ``P[x]`` is gathered row-wise into ``R`` interleaved channel blocks per chunk."""
+    ph, pw = padding
+    cout = w_int.shape[0]
+    n, cin, h, w = x_int.shape
     hp, wp = (h + 2 * ph, w + 2 * pw) if pad_taps else (h, w)
     per_sample = hp * wp * cin
     s = plan.choice.slices
@@ -371,7 +471,6 @@ def approx_conv2d(
         for b0 in range(0, n, nb):
             xb = x_int[b0:b0 + nb]
             m = xb.shape[0]
-            # activation indices, channels-last, padded with the index of code 0 when pad_taps
             idx = _workspace(m * per_sample, torch.int32, x_int.device, "idx").view(m, hp, wp, cin)
             if pad_taps and (ph or pw):
                 for border in (idx[:, :ph], idx[:, ph + h:], idx[:, :, :pw], idx[:, :, pw + w:]):

@@ -41,7 +41,7 @@ from fames.multipliers.formats import OperandFormat
 F32_EXACT = 2**24
 F64_EXACT = 2**53
 F64_COST = 8.0
-INT8_PAIR_COST = 0.3  # one int8 digit-pair matmul (weight side gathered per call) vs one float32 matmul
+INT8_PAIR_COST = 0.4  # one int8 digit-pair matmul (weight side gathered per call) vs one float32 matmul
 INT8_DIGIT_MAX = 128 * 128  # largest |digit product|; int32 accumulation needs K * this < 2^31
 MAX_SLICES = 64
 DEFAULT_MAX_RANK = 24
