@@ -53,7 +53,7 @@ MIN_BUDGET = 1 << 20  # elements; below this, never split the batch
 WEIGHT_BUDGET = 1 << 20  # elements of cached batched weights per layer (or 2x the weight if larger)
 INTERLEAVE_MIN = 4  # conv: from this many terms on, one row gather into channels-last (see _interleaved)
 INT8_LINEAR = True  # linear layers: exact int8 digit-pair matmuls where the device has them (CPU _int_mm)
-INT8_BLOCK = 4  # digit pairs of one shift gathered together and summed by one (K-concatenated) int8 matmul
+INT8_BLOCK = 1  # digit pairs of one shift gathered together and summed by one (K-concatenated) int8 matmul
 INT8_CACHE = 1.0  # int8 weight blocks cached per layer: at most this many times the weight tensor's bytes
 _WORKSPACE: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 _INT8_OK: dict[str, bool] = {}
@@ -585,7 +585,12 @@ def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable,
             idx.sub_(a_lo)
         res = _workspace(mb * cout, torch.int32, dev, "int8res").view(mb, cout)
         single = len(plan.blocks) == 1 and plan.blocks[0].shift == 0
-        acc = res if single else _workspace(mb * cout, plan.acc_dtype, dev, "int8acc").view(mb, cout)
+        if single:
+            acc = res
+        elif out.dtype == torch.float64:  # exact below 2^53 (the accumulate_dtype bound): no int64 buffer
+            acc = out[b0:b0 + mb]
+        else:
+            acc = _workspace(mb * cout, plan.acc_dtype, dev, "int8acc").view(mb, cout)
         for i, blk in enumerate(plan.blocks):
             ga = _workspace(mb * cin * blk.nb, torch.int8, dev, "gather")
             torch.index_select(blk.ta, 0, idx, out=ga if blk.nb == 1 else ga.view(-1, blk.nb))
@@ -600,10 +605,15 @@ def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable,
                 acc.copy_(res)
                 if blk.shift:
                     acc.mul_(256**blk.shift)
-            else:
+            elif acc.dtype == res.dtype:
                 acc.add_(res, alpha=256**blk.shift)
+            else:  # widen into a buffer first: a mixed-dtype add_ allocates a temporary on every call
+                wide = _workspace(mb * cout, acc.dtype, dev, "int8wide").view(mb, cout)
+                wide.copy_(res)
+                acc.add_(wide, alpha=256**blk.shift)
         if plan.blocks:
-            out[b0:b0 + mb] = acc
+            if acc.data_ptr() != out[b0:b0 + mb].data_ptr():
+                out[b0:b0 + mb] = acc
         else:
             out[b0:b0 + mb] = 0
     return _finish(out, plan.denom)
