@@ -43,3 +43,47 @@ def test_als_is_deterministic():
     a = als_variants(v, "arr2", fmt, seed=3)
     b = als_variants(v, "arr2", fmt, seed=3)
     assert [x[0] for x in a] == [x[0] for x in b]
+
+
+def test_resub_search_small_errors_keep_zero_products():
+    from fames.circuits.als import resub_search
+    from fames.circuits.liberty import load_cells
+    from fames.circuits.netlist import parse_netlist
+    from fames.circuits.synth import synthesize
+    from fames.circuits.tools import find_liberty
+
+    fmt = OperandFormat.parse("u3xs3")
+    liberty = find_liberty()
+    netlist = parse_netlist(synthesize(_signed_mul_u3xs3(), "m", liberty=liberty), load_cells(liberty))
+    points = resub_search(netlist, fmt, max_mred=0.03)
+    assert points
+    keys = [(p.mred, p.area, p.net, p.cell or "", p.args) for p in points]
+    assert keys == sorted(keys)
+    exact = fmt.exact_table()
+    a0, w0 = -fmt.a_range[0], -fmt.w_range[0]
+    for p in points:
+        assert 0 < p.mred <= 0.03
+        assert not p.table[a0, :].any() and not p.table[:, w0].any()
+        assert p.area <= netlist.area()
+        err = np.abs(p.table - exact)[exact != 0] / np.abs(exact[exact != 0])
+        assert p.mred == pytest.approx(err.mean())
+
+
+def test_resub_variants_verified_and_deterministic():
+    from fames.circuits.als import resub_variants
+
+    fmt = OperandFormat.parse("u3xs3")
+    v = _signed_mul_u3xs3()
+    variants = resub_variants(v, "m", fmt, n_max=4)
+    assert 1 <= len(variants) <= 4
+    assert [x[0] for x in variants] == [x[0] for x in resub_variants(v, "m", fmt, n_max=4)]
+    for verilog, top, table, params in variants:
+        assert params["mred"] <= 0.03 and not np.array_equal(table, fmt.exact_table())
+        characterise(verilog, top, fmt, expected_table=table)  # raises unless the circuit equals its table
+
+
+def _signed_mul_u3xs3() -> str:
+    return (
+        "module m(input [2:0] a, input [2:0] b, output [5:0] y);"
+        " assign y = $signed({1'b0, a}) * $signed(b); endmodule"
+    )

@@ -72,15 +72,7 @@ def test_acceptance_pareto_front_size_and_reach(lib, name):
     assert max(savings) >= MIN_HIGH_SAVING, f"{name}: savings reach only {max(savings):.1f} %"
 
 
-# Known gap: since ALS keeps only zero-preserving variants, the mildest u3xs3 approximation saves 14.4 %
-# (the acceptance asks <= 10 %); strict, so it reports when a better search closes the gap.
-KNOWN_GAPS = {"u3xs3"}
-
-
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="no zero-preserving u3xs3 design saves < 14 %"))
-    if n in KNOWN_GAPS else n for n in SQUARE
-])
+@pytest.mark.parametrize("name", SQUARE)
 def test_acceptance_pareto_front_starts_near_exact(lib, name):
     savings, _ = _front(lib, name)
     assert min(savings) <= MAX_LOW_SAVING, f"{name}: the front starts at {min(savings):.1f} % saving"

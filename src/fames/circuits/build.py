@@ -43,6 +43,15 @@ SMALL_N_MAX_FACTOR = 6
 SMALL_BASES = 6
 
 
+# Small formats also get near-exact variants by single resubstitutions (a net replaced by a new
+# two-input gate of other nets, see `als.resub_search`) of two exact architectures (`resub_bases`):
+# ALS' constant/net moves err on too many code pairs there, so the front started at 14 % saving for
+# u3xs3. Up to RESUB_N_MAX variants per start with MRED <= RESUB_MAX_MRED are characterised; the
+# Pareto pruning keeps those that pay off.
+RESUB_N_MAX = 32
+RESUB_MAX_MRED = 0.03
+
+
 def _is_small(fmt: OperandFormat) -> bool:
     # 2x2 formats are covered by the exhaustive enumeration of their output functions instead
     return fmt.a_bits + fmt.w_bits <= SMALL_BITS and not (fmt.a_bits == 2 and fmt.w_bits == 2)
@@ -72,6 +81,13 @@ def _als_job(item: tuple[str, str, str, int, int, bool]) -> list[tuple[str, str,
         max_mred=1.0 if keep_candidates else 0.5,  # and down to the cheap end of the front
         keep_candidates=keep_candidates,
     )
+
+
+def _resub_job(item: tuple[str, str, str]) -> list[tuple[str, str, np.ndarray, dict]]:
+    from fames.circuits.als import resub_variants
+
+    verilog, top, fmt_name = item
+    return resub_variants(verilog, top, OperandFormat.parse(fmt_name), n_max=RESUB_N_MAX, max_mred=RESUB_MAX_MRED)
 
 
 def _mred(fmt: OperandFormat, table: np.ndarray) -> float:
@@ -124,6 +140,21 @@ def als_bases(fmt: OperandFormat, designs: list) -> list:
     half = approx[: max(SMALL_BASES, (len(approx) + 1) // 2)]
     picks = np.unique(np.linspace(0, len(half) - 1, min(SMALL_BASES, len(half))).round().astype(int))
     return [exact, mulop_base(fmt)] + [half[k][2] for k in picks]
+
+
+def array_base(fmt: OperandFormat) -> _AlsBase:
+    """The exact product as a carry-save array (a broken-array multiplier with nothing broken), a
+    resubstitution start point only: another exact architecture, with other near-exact simplifications."""
+    from fames.circuits.generators import broken_array
+
+    d = broken_array(fmt, 0, 0)
+    top = f"{fmt.name}_array"
+    return _AlsBase(top, "array", d.verilog.replace(f"module {d.top}(", f"module {top}(", 1), top)
+
+
+def resub_bases(fmt: OperandFormat, designs: list) -> list:
+    """Designs the near-exact resubstitution starts from: the exact one and the exact carry-save array."""
+    return [next(d for d in designs if d.family == "exact"), array_base(fmt)]
 
 
 def _char_job(item: tuple[str, str, str, list, float]) -> tuple[str, dict | None, str | None]:
@@ -211,6 +242,17 @@ def build_library(
             for k, (verilog, top, table, params) in enumerate(found):
                 name = f"{base.name}_als{k}"
                 verilog = verilog.replace(f"module {top}(", f"module {name}(", 1)
+                items.append((fmt, name, "als", verilog, table, params))
+        resub_starts = [(f, d) for f in fmts if _is_small(f) for d in resub_bases(f, per_fmt[f.name])]
+        resub = _run(
+            _resub_job,
+            [(d.verilog, d.top, f.name) for f, d in resub_starts],
+            jobs,
+            progress,
+            [f"resub {d.name}" for _, d in resub_starts],
+        )
+        for (fmt, _), found in zip(resub_starts, resub, strict=True):
+            for verilog, name, table, params in found:
                 items.append((fmt, name, "als", verilog, table, params))
     jobs_in = [
         (name, verilog, fmt.name, table.tolist(), clock_ns) for fmt, name, _, verilog, table, _ in items
