@@ -6,6 +6,11 @@ Run (from the repository root):
 
 Writes ``benchmarks/results/emulation.json`` and prints a Markdown table.
 
+Timer: on CPU with ``--threads 1`` (the default) times are the calling thread's CPU time
+(``time.thread_time``: with one torch thread every op runs on it), so that other jobs on shared cores do not
+inflate them; wall-clock medians are recorded beside them (``*_wall_*``, ``wall_ratio``). ``--timer wall``
+uses the wall clock throughout (always on CUDA).
+
 Per case (operand format, layer shape, table kind) it times, interleaved and as medians over repeats
 (the exact time is the median of all exact runs of that format and layer, pooled over its tables;
 ``min_ratio`` is the best-of-repeats ratio, steadier on a loaded machine):
@@ -107,7 +112,7 @@ def library_ranks() -> dict:
             "name": mul.name, "rank": int(np.linalg.matrix_rank(err.astype(np.float64))),
             "nonzero_rows": int(np.count_nonzero(np.any(err != 0, axis=1))),
             "nonzero_cols": int(np.count_nonzero(np.any(err != 0, axis=0))),
-            "R_cheapest": int(min(f.rank for f in forms)) - 1,
+            "R_cheapest": max(int(min(f.rank for f in forms)) - 1, 0),
         })
     summary = {}
     for fmt, entries in per_format.items():
@@ -196,12 +201,19 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+WALL: dict[int, float] = {}  # id(fn) -> wall seconds of its last `timed` run (reported beside the timer)
+TIMER = {"clock": time.perf_counter}
+
+
 def timed(fn, device: str) -> float:
+    """Seconds of one run by the chosen clock (`TIMER`); the wall time is kept in `WALL` as well."""
     sync(device)
-    t0 = time.perf_counter()
+    w0, t0 = time.perf_counter(), TIMER["clock"]()
     fn()
     sync(device)
-    return time.perf_counter() - t0
+    t1, w1 = TIMER["clock"](), time.perf_counter()
+    WALL[id(fn)] = w1 - w0
+    return t1 - t0
 
 
 # ----------------------------------------------------------------------------- memory probe
@@ -255,6 +267,8 @@ def measure_memory(spec: dict) -> int | None:
 def run_layer_cases(args: argparse.Namespace) -> tuple[str, list[dict]]:
     formats = ["u2xs2", "u4xs2", "u4xs4", "u8xs8"] if args.quick else [
         "u2xs2", "s2xs2", "u3xs3", "u4xs2", "u4xs4", "s4xs4", "u6xs6", "u8xs4", "u8xs8", "s8xs8"]
+    if args.formats:
+        formats = args.formats.split(",")
     layers = [CONV, LINEAR]
     reps = 7 if args.quick else 15
     library_kind = "synthetic"
@@ -284,10 +298,12 @@ def run_layer_cases(args: argparse.Namespace) -> tuple[str, list[dict]]:
                 approx = partial(approx_op, layer, x, w, prepared, plan)
                 approx()  # warm-up: choice, device factors, workspace
                 exact()
-                te, ta = [], []
+                te, ta, we, wa = [], [], [], []
                 for _ in range(reps):
                     te.append(timed(exact, args.device))
+                    we.append(WALL[id(exact)])
                     ta.append(timed(approx, args.device))
+                    wa.append(WALL[id(approx)])
                 choice = layer_choice(layer, w, prepared)
                 terms = max(choice.rank, 1) if choice and choice.form >= 0 else 1  # T == 0: no conv, R = 0
                 form = prepared.forms[choice.form].name if choice and choice.form >= 0 else "exact"
@@ -310,6 +326,8 @@ def run_layer_cases(args: argparse.Namespace) -> tuple[str, list[dict]]:
                     "approx_over_exact": ta_m / te_m, "t_approx_min_ms": min(ta) * 1e3,
                     "t_exact_min_ms": min(te) * 1e3, "min_ratio": min(ta) / min(te),
                     "gather_over_approx": t_gather / ta_m,
+                    "t_exact_wall_ms": statistics.median(we) * 1e3, "t_approx_wall_ms": statistics.median(wa) * 1e3,
+                    "wall_ratio": statistics.median(wa) / statistics.median(we),
                     "mem_exact_mb": None if mem_exact is None else mem_exact / 2**20,
                     "mem_approx_mb": None if mem_approx is None else mem_approx / 2**20,
                     "mem_ratio": None if not (mem_exact and mem_approx) else mem_approx / mem_exact,
@@ -384,29 +402,37 @@ def run_model(args: argparse.Namespace) -> list[dict]:
                     net(images[b:b + args.batch])
 
         evaluate()
-        t_exact = [timed(evaluate, args.device) for _ in range(3)]
+        t_exact, w_exact = [], []
+        for _ in range(3):
+            t_exact.append(timed(evaluate, args.device))
+            w_exact.append(WALL[id(evaluate)])
         approximate_(net, assignment, lib)
         evaluate()
-        t_approx = [timed(evaluate, args.device) for _ in range(3)]
+        t_approx, w_approx = [], []
+        for _ in range(3):
+            t_approx.append(timed(evaluate, args.device))
+            w_approx.append(WALL[id(evaluate)])
         approximate_(net, {}, lib)
         te, ta = statistics.median(t_exact), statistics.median(t_approx)
         out.append({"model": name, "checkpoint": str(path.relative_to(ROOT)), "images": int(images.shape[0]),
                     "batch": args.batch, "assignment": assignment, "t_exact_s": te, "t_approx_s": ta,
-                    "ratio": ta / te})
+                    "ratio": ta / te, "t_exact_wall_s": statistics.median(w_exact),
+                    "t_approx_wall_s": statistics.median(w_approx),
+                    "wall_ratio": statistics.median(w_approx) / statistics.median(w_exact)})
         print(f"  model {name}: exact {te:.2f}s, emulated {ta:.2f}s", file=sys.stderr)
     return out
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| format | layer | table | form | R | dtype | exact ms | approx ms | gather ms | approx/exact "
-            "| best-of ratio | gather/approx | mem approx/exact |")
-    lines = [head, "|" + "---|" * 13]
+    head = ("| format | layer | table | form | R | int8 pairs | dtype | exact ms | approx ms | gather ms "
+            "| approx/exact | limit 2(1+R) | best-of ratio | wall ratio | gather/approx | mem approx/exact |")
+    lines = [head, "|" + "---|" * 16]
     for r in rows:
         mem = "" if r["mem_ratio"] is None else f"{r['mem_ratio']:.2f}"
         lines.append(f"| {r['format']} | {r['layer']} | {r['table']} | {r['form']} | {r['R_extra']} "
-                     f"| {r['dtype']} | {r['t_exact_ms']:.2f} | {r['t_approx_ms']:.2f} "
-                     f"| {r['t_gather_ms']:.1f} | {r['approx_over_exact']:.2f} | {r['min_ratio']:.2f} "
-                     f"| {r['gather_over_approx']:.1f} | {mem} |")
+                     f"| {r['int8_pairs'] or ''} | {r['dtype']} | {r['t_exact_ms']:.2f} | {r['t_approx_ms']:.2f} "
+                     f"| {r['t_gather_ms']:.1f} | {r['approx_over_exact']:.2f} | {2 * (1 + r['R_extra'])} "
+                     f"| {r['min_ratio']:.2f} | {r['wall_ratio']:.2f} | {r['gather_over_approx']:.1f} | {mem} |")
     return "\n".join(lines)
 
 
@@ -421,9 +447,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on shared cores OpenMP waits swamp timings)")
+    parser.add_argument("--formats", default="", help="comma-separated operand formats (default: the set)")
+    parser.add_argument("--timer", choices=["auto", "thread", "wall"], default="auto",
+                        help="thread: CPU time of the calling thread (auto: on CPU with --threads 1, where all "
+                             "work runs on that thread; robust to other jobs on shared cores); wall: wall clock")
     parser.add_argument("--_probe", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.timer == "auto":
+        args.timer = "thread" if args.device == "cpu" and args.threads == 1 else "wall"
+    TIMER["clock"] = time.thread_time if args.timer == "thread" else time.perf_counter
     if args._probe:
         print(json.dumps(probe(json.loads(args._probe))))
         return
@@ -431,7 +464,7 @@ def main() -> None:
     record = {
         "benchmark": "emulation", "quick": args.quick, "device": args.device, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
-        "load_avg": os.getloadavg(), "library": library_kind,
+        "load_avg": os.getloadavg(), "library": library_kind, "timer": args.timer,
         "memory_method": "fresh child process per variant; /proc/self/clear_refs=5 then VmHWM growth "
                          "during one call + input bytes (CUDA: max_memory_allocated); the approximate call "
                          "makes its weight plan inside the measured call, so the per-layer plan cache "
@@ -443,16 +476,22 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(markdown(rows))
-    print()
-    print("targets:", json.dumps(record["targets"], indent=1))
-    print("\n| format | entries | R min | R median | R max | rank(E) median |\n|---|---|---|---|---|---|")
+    lines = [f"Emulation benchmark ({'quick' if args.quick else 'full'}; device {args.device}, "
+             f"{record['threads']} thread(s), timer {args.timer}, torch {torch.__version__}, "
+             f"load average {record['load_avg'][0]:.1f})", "", markdown(rows), "",
+             "targets:", "```", json.dumps(record["targets"], indent=1), "```", "",
+             "| format | entries | R min | R median | R max | rank(E) median |", "|---|---|---|---|---|---|"]
     for fmt, r in record["library_ranks"].items():
-        print(f"| {fmt} | {r['entries']} | {r['R_min']} | {r['R_median']:g} | {r['R_max']} | {r['rank_median']:g} |")
-    print("\n| model | test images | exact s | emulated s | ratio |\n|---|---|---|---|---|")
+        lines.append(f"| {fmt} | {r['entries']} | {r['R_min']} | {r['R_median']:g} | {r['R_max']} "
+                     f"| {r['rank_median']:g} |")
+    lines += ["", "| model | test images | exact s | emulated s | ratio | wall ratio |", "|---|---|---|---|---|---|"]
     for m in record["models"]:
-        print(f"| {m['model']} | {m['images']} | {m['t_exact_s']:.2f} | {m['t_approx_s']:.2f} | {m['ratio']:.2f} |")
-    print(f"library: {library_kind}; wrote {out}")
+        lines.append(f"| {m['model']} | {m['images']} | {m['t_exact_s']:.2f} | {m['t_approx_s']:.2f} "
+                     f"| {m['ratio']:.2f} | {m['wall_ratio']:.2f} |")
+    text = "\n".join(lines) + "\n"
+    out.with_suffix(".md").write_text(text)
+    print(text)
+    print(f"library: {library_kind}; wrote {out} and {out.with_suffix('.md')}")
 
 
 if __name__ == "__main__":
