@@ -9,7 +9,7 @@ import pytest
 
 from fames.selection.budget import paired_drop, search_budget, sweep, tau_grid
 from fames.selection.genetic import genetic_search, seed_population
-from fames.selection.ilp import KnapsackProblem
+from fames.selection.ilp import KnapsackProblem, solve_knapsack
 
 N_VAL = 2000
 
@@ -64,7 +64,8 @@ def test_paired_drop_definition() -> None:
 def test_search_matches_exhaustive_rule(budget: float) -> None:
     problem = _problem()
     world = FakeWorld(problem)
-    res = search_budget(None, None, problem, world.evaluate, budget, apply_fn=world.apply, n_taus=30)
+    res = search_budget(None, None, problem, world.evaluate, budget, apply_fn=world.apply, n_taus=30,
+                        learn_cuts=False)
     points = sweep(problem, tau_grid(problem, 30))
     costs = [s.cost for _, s in points]
     assert all(a >= b - 1e-12 for a, b in zip(costs, costs[1:], strict=False))  # energy non-increasing in tau
@@ -80,6 +81,65 @@ def test_search_matches_exhaustive_rule(budget: float) -> None:
     assert res.evaluations <= int(np.ceil(np.log2(len(points) + 1))) + 1
     assert world.current == {}  # model restored to exact
     assert set(res.timings) == {"ilp_sweep", "evaluation", "total"}
+
+
+class PrefixWorld(FakeWorld):
+    """FakeWorld whose evaluator takes ``part`` (as `make_evaluator`'s), so screening is used."""
+
+    accepts_part = True
+
+    def __call__(self, model, part: slice | None = None) -> np.ndarray:
+        return self.evaluate(model)[part or slice(None)]
+
+
+def _misestimated_problem() -> tuple[KnapsackProblem, KnapsackProblem]:
+    """(estimated, true): layer b's option x is estimated at 0.05 points but really costs 6 points."""
+    cost = [np.array([1.0, 0.7, 0.5]), np.array([2.0, 1.0, 0.8]), np.array([0.5, 0.3, 0.2]),
+            np.array([1.5, 1.2, 1.0])]
+    risk = [np.array([0.0, 0.2, 0.5]), np.array([0.0, 6.0, 3.0]), np.array([0.0, 0.1, 0.3]),
+            np.array([0.0, 0.15, 0.4])]
+    est = [r.copy() for r in risk]
+    est[1][1] = 0.05
+    names = [["e", "x", "y"]] * 4
+    return (KnapsackProblem(list("abcd"), names, cost, est, [0] * 4),
+            KnapsackProblem(list("abcd"), names, cost, risk, [0] * 4))
+
+
+@pytest.mark.parametrize("world_type", [FakeWorld, PrefixWorld])
+def test_learned_bans_recover_from_a_misestimated_substitution(world_type) -> None:
+    estimated, true = _misestimated_problem()
+    world = world_type(true)
+    evaluator = world if world_type is PrefixWorld else world.evaluate
+    plain = search_budget(None, None, estimated, evaluator, 1.0, apply_fn=world.apply, learn_cuts=False)
+    res = search_budget(None, None, estimated, evaluator, 1.0, apply_fn=world.apply, max_evaluations=20,
+                        screen=500)
+    assert res.chosen is not None and res.assignment["b"] != "x"
+    assert paired_drop(world.base, _eval(world, res.assignment), 1.0).upper_pts <= 1.0
+    # brute force over every assignment without the bad option: the search reaches the best one
+    best = min(true.choice_cost(ch)[0] for ch in itertools.product(range(3), repeat=4)
+               if ch[1] != 1 and paired_drop(world.base, _eval(world, true.assignment(ch)), 1.0).upper_pts <= 1.0)
+    assert res.chosen.energy_pj == pytest.approx(best)
+    assert plain.chosen is None or plain.chosen.energy_pj > best + 1e-9
+    if world_type is PrefixWorld:
+        assert res.screened >= 1
+    assert world.current == {}
+
+
+def test_knapsack_cuts_match_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        sizes = rng.integers(2, 4, size=4)
+        cost = [np.concatenate([[5.0], rng.random(k - 1) * 5]) for k in sizes]
+        risk = [np.concatenate([[0.0], rng.random(k - 1)]) for k in sizes]
+        problem = KnapsackProblem(list("abcd"), [[f"o{j}" for j in range(k)] for k in sizes], cost, risk, [0] * 4)
+        cuts = [[(int(i), int(rng.integers(1, sizes[i])))] for i in rng.choice(4, 2, replace=False)]
+        cuts.append([(0, 1), (1, 1)])
+        tau = float(rng.random() * 1.5)
+        sol = solve_knapsack(problem, tau, cuts=cuts)
+        ok = [ch for ch in itertools.product(*[range(k) for k in sizes])
+              if problem.choice_cost(ch)[1] <= tau and all(sum(ch[i] == c for i, c in cut) < len(cut) for cut in cuts)]
+        assert sol.cost == pytest.approx(min(problem.choice_cost(ch)[0] for ch in ok))
+        assert all(sum(sol.choice[i] == c for i, c in cut) < len(cut) for cut in cuts)
 
 
 def _eval(world: FakeWorld, assignment) -> np.ndarray:

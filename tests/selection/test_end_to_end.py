@@ -56,7 +56,7 @@ def test_select_end_to_end(setup) -> None:
     assert sel.base_accuracy == pytest.approx(base)
     assert 0.0 <= sel.reduction_pct < 100.0
     assert sel.energy.mac_reduction_pct <= sel.reduction_pct
-    assert sel.pareto and sel.evaluations <= 6
+    assert sel.pareto and sel.evaluations >= 2 and sel.evaluation_passes <= 5 + 1
     assert {"counting", "estimation", "ilp_sweep", "evaluation", "total"} <= set(sel.timings)
     macs = count_macs(model, val[0][:1])
     rep = model_energy(macs, sel.assignment, lib, layer_specs(model))

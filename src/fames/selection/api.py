@@ -35,7 +35,8 @@ class Selection:
         explanation: how the choice was made and how sure it is.
         pareto: the tau sweep front (energy, estimated dL, measured accuracy where evaluated).
         layer_sensitivity: AppMul-independent per-layer score.
-        evaluations: full emulated evaluations run.
+        evaluations: emulated evaluations run (whole or prefix of the validation split).
+        evaluation_passes: their cost in full validation passes.
         timings: seconds per stage (counting, estimation, ilp_sweep, evaluation, total).
     """
 
@@ -53,6 +54,7 @@ class Selection:
     layer_sensitivity: dict[str, float]
     evaluations: int
     timings: dict[str, float] = field(default_factory=dict)
+    evaluation_passes: float = 0.0
 
 
 def select(
@@ -149,4 +151,5 @@ def select(
         layer_sensitivity=layer_sensitivities(counts),
         evaluations=budget.evaluations,
         timings=timings,
+        evaluation_passes=budget.passes,
     )

@@ -68,13 +68,30 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     return EvalResult(np.concatenate(correct), np.concatenate(losses))
 
 
-def make_evaluator(x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> Evaluator:
+class DatasetEvaluator:
+    """``model -> per-sample correctness`` over fixed data; ``part=slice(a, b)`` evaluates samples a..b-1.
+
+    The budget search screens candidates on a prefix and finishes them on the rest (`accepts_part`).
+    """
+
+    accepts_part = True
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> None:
+        if len(x) != len(y):
+            raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __call__(self, model: nn.Module, part: slice | None = None) -> np.ndarray:
+        part = part or slice(None)
+        return evaluate_model(model, self.x[part], self.y[part], self.batch_size).correct
+
+
+def make_evaluator(x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> DatasetEvaluator:
     """An evaluator ``model -> per-sample correctness`` over fixed data (the validation split)."""
-
-    def evaluator(model: nn.Module) -> np.ndarray:
-        return evaluate_model(model, x, y, batch_size).correct
-
-    return evaluator
+    return DatasetEvaluator(x, y, batch_size)
 
 
 def default_apply(pad_taps: bool = True) -> ApplyFn:

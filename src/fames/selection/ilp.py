@@ -93,13 +93,16 @@ class IlpSolution:
     seconds: float = field(default=0.0)
 
 
-def solve_knapsack(problem: KnapsackProblem, tau: float, time_limit: float = 60.0) -> IlpSolution:
+def solve_knapsack(problem: KnapsackProblem, tau: float, time_limit: float = 60.0,
+                   cuts: Sequence[Sequence[tuple[int, int]]] = ()) -> IlpSolution:
     """Cheapest assignment whose estimated loss change is at most `tau`.
 
     Args:
         problem: the candidates.
         tau: bound on the summed risk.
         time_limit: HiGHS time limit in seconds.
+        cuts: "no-good" cuts: each a list of ``(layer index, option index)`` pairs that must not all be
+            chosen together (``sum x <= len - 1``), e.g. substitutions measured to fail jointly.
 
     Returns:
         The optimal `IlpSolution`; when the ILP is infeasible (``tau`` below the smallest reachable risk)
@@ -121,6 +124,12 @@ def solve_knapsack(problem: KnapsackProblem, tau: float, time_limit: float = 60.
     risk = np.concatenate(problem.risk)[None, :]
     r_scale = max(float(np.abs(risk).max()), abs(float(tau)), 1e-300)
     constraints = [LinearConstraint(a_eq, 1, 1), LinearConstraint(risk / r_scale, -np.inf, tau / r_scale)]
+    cuts = [cut for cut in cuts if cut]
+    if cuts:
+        cut_rows = np.concatenate([[k] * len(cut) for k, cut in enumerate(cuts)])
+        cut_cols = np.array([offsets[layer] + option for cut in cuts for layer, option in cut])
+        a_cut = coo_matrix((np.ones(cut_cols.size), (cut_rows, cut_cols)), shape=(len(cuts), n_var))
+        constraints.append(LinearConstraint(a_cut, -np.inf, np.array([len(cut) - 1 for cut in cuts])))
     res = milp(c, constraints=constraints, integrality=np.ones(n_var), bounds=Bounds(0, 1),
                options={"time_limit": time_limit})
     seconds = time.perf_counter() - start
