@@ -241,7 +241,8 @@ def run_model(name: str, path: Path, library, args: argparse.Namespace, results:
         "validation_accuracy_quantized": sel.base_accuracy, "validation_accuracy_approximate": sel.accuracy,
         "validation_drop": asdict(sel.drop) if sel.drop else None,
         "assignment": sel.assignment, "estimator": sel.estimator, "tau": sel.tau,
-        "fames_evaluations": sel.evaluations, "fames_explanation": sel.explanation,
+        "fames_evaluations": sel.evaluations, "fames_evaluation_passes": sel.evaluation_passes,
+        "fames_explanation": sel.explanation,
         "fames_seconds": fames_seconds, "fames_stage_seconds": sel.timings,
     }
     if args.no_ga:
@@ -342,8 +343,8 @@ def markdown(record: dict[str, Any]) -> str:
             speedup_cell(m) if ga else None, m["ga_seconds_to_match_fames"] if ga else None,
         ])
     stages = ("counting", "estimation", "ilp_sweep", "evaluation", "total")
-    stage_rows = [[name, *(m["fames_stage_seconds"].get(k) for k in stages), m["fames_evaluations"]]
-                  for name, m in record["models"].items()]
+    stage_rows = [[name, *(m["fames_stage_seconds"].get(k) for k in stages), m["fames_evaluations"],
+                   m.get("fames_evaluation_passes")] for name, m in record["models"].items()]
     sm = record["summary"]
     parts = [
         f"## FAMES vs NSGA-II at a {s['budget']}-point budget ({s['mode']}, library {s['library']})",
@@ -355,8 +356,10 @@ def markdown(record: dict[str, Any]) -> str:
                         "acc approx", "drop", "FAMES s", "GA s", "GA red.", "GA acc", "speedup",
                         "GA s to FAMES-1pt"], rows),
         "### FAMES wall time by stage (s)",
-        markdown_table(["model", "counting", "estimation", "ILP sweep", "evaluation", "total", "evaluations"],
-                       stage_rows),
+        markdown_table(["model", "counting", "estimation", "ILP sweep", "evaluation", "total", "evaluations",
+                        "validation passes"], stage_rows),
+        "Evaluations count whole and prefix (screening, blame) evaluations; validation passes is their "
+        "cost in full passes over the validation split.",
         f"Mean multiplier-energy reduction {sm['mean_energy_reduction']:.2f} % "
         f"(paper: {PAPER_REDUCTION_PCT} %), "
         f"mean MAC-energy reduction {sm['mean_mac_energy_reduction']:.2f} %, largest test drop "
