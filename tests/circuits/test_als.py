@@ -87,3 +87,21 @@ def _signed_mul_u3xs3() -> str:
         "module m(input [2:0] a, input [2:0] b, output [5:0] y);"
         " assign y = $signed({1'b0, a}) * $signed(b); endmodule"
     )
+
+
+def test_resub_chain_lowers_energy_step_by_step():
+    from fames.circuits.als import resub_chain
+    from fames.circuits.build import candidate_designs
+
+    fmt = OperandFormat.parse("u4xs3")
+    exact = candidate_designs(fmt)[0]
+    steps = resub_chain(exact.verilog, exact.top, fmt, steps=3, max_mred=0.02)
+    assert steps
+    energy = characterise(exact.verilog, exact.top, fmt)[0].energy_pj
+    a0, w0 = -fmt.a_range[0], -fmt.w_range[0]
+    for k, (verilog, top, table, params) in enumerate(steps):
+        assert top == f"{exact.top}_rc{k}" and len(params["resub_chain"]) == k + 1
+        assert 0 < params["mred"] <= 0.02 and not table[a0, :].any() and not table[:, w0].any()
+        hw = characterise(verilog, top, fmt, expected_table=table)[0]  # raises unless equal
+        assert hw.energy_pj < energy
+        energy = hw.energy_pj

@@ -44,12 +44,17 @@ SMALL_BASES = 6
 
 
 # Small formats also get near-exact variants by single resubstitutions (a net replaced by a new
-# two-input gate of other nets, see `als.resub_search`) of two exact architectures (`resub_bases`):
+# two-input gate of other nets, see `als.resub_search`) of three exact architectures (`resub_bases`):
 # ALS' constant/net moves err on too many code pairs there, so the front started at 14 % saving for
 # u3xs3. Up to RESUB_N_MAX variants per start with MRED <= RESUB_MAX_MRED are characterised; the
 # Pareto pruning keeps those that pay off.
 RESUB_N_MAX = 32
 RESUB_MAX_MRED = 0.03
+# ... and from each start an energy-guided chain of resubstitutions (`als.resub_chain`: every step is
+# characterised, MRED stays <= CHAIN_MAX_MRED): near-exact entries with 5-20 % saving, the finer steps
+# the DNN selection needs on its heavy low-bit layers.
+CHAIN_STEPS = 8
+CHAIN_MAX_MRED = 0.02
 
 
 def _is_small(fmt: OperandFormat) -> bool:
@@ -83,11 +88,14 @@ def _als_job(item: tuple[str, str, str, int, int, bool]) -> list[tuple[str, str,
     )
 
 
-def _resub_job(item: tuple[str, str, str]) -> list[tuple[str, str, np.ndarray, dict]]:
-    from fames.circuits.als import resub_variants
+def _resub_job(item: tuple[str, str, str, float]) -> list[tuple[str, str, np.ndarray, dict]]:
+    from fames.circuits.als import resub_chain, resub_variants
 
-    verilog, top, fmt_name = item
-    return resub_variants(verilog, top, OperandFormat.parse(fmt_name), n_max=RESUB_N_MAX, max_mred=RESUB_MAX_MRED)
+    verilog, top, fmt_name, clock_ns = item
+    fmt = OperandFormat.parse(fmt_name)
+    singles = resub_variants(verilog, top, fmt, n_max=RESUB_N_MAX, max_mred=RESUB_MAX_MRED)
+    chain = resub_chain(verilog, top, fmt, steps=CHAIN_STEPS, max_mred=CHAIN_MAX_MRED, clock_ns=clock_ns)
+    return singles + chain
 
 
 def _mred(fmt: OperandFormat, table: np.ndarray) -> float:
@@ -153,8 +161,9 @@ def array_base(fmt: OperandFormat) -> _AlsBase:
 
 
 def resub_bases(fmt: OperandFormat, designs: list) -> list:
-    """Designs the near-exact resubstitution starts from: the exact one and the exact carry-save array."""
-    return [next(d for d in designs if d.family == "exact"), array_base(fmt)]
+    """Designs the near-exact resubstitution starts from: the exact one, the exact carry-save array and
+    yosys' own multiplier (`mulop_base`; e.g. u4xs2's near-exact variants come from it)."""
+    return [next(d for d in designs if d.family == "exact"), array_base(fmt), mulop_base(fmt)]
 
 
 def _char_job(item: tuple[str, str, str, list, float]) -> tuple[str, dict | None, str | None]:
@@ -246,7 +255,7 @@ def build_library(
         resub_starts = [(f, d) for f in fmts if _is_small(f) for d in resub_bases(f, per_fmt[f.name])]
         resub = _run(
             _resub_job,
-            [(d.verilog, d.top, f.name) for f, d in resub_starts],
+            [(d.verilog, d.top, f.name, clock_ns) for f, d in resub_starts],
             jobs,
             progress,
             [f"resub {d.name}" for _, d in resub_starts],
