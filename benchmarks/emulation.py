@@ -33,6 +33,9 @@ Linear layers may run as exact int8 digit-pair matmuls (``int8`` in a case row; 
 in ``int8_matmuls`` K-concatenated int8 matmuls); ``R_extra`` is still the number of factorisation terms
 minus one, i.e. the channel blocks the float path would use.
 
+The library is copied once at start (``--library``, default the built-in library file) and every
+library lookup of the run, memory probes included, reads that snapshot; its path and SHA-1 are recorded.
+
 It also reports the distribution of R (extra terms of the cheapest exact form), rank(E) and non-zero
 rows/columns over the built-in library, and times the whole reference models (``--models``) on the 10k
 Fashion-MNIST test images, exact vs emulated (each layer: the middle-energy Pareto entry of its format).
@@ -41,12 +44,15 @@ Fashion-MNIST test images, exact vs emulated (each layer: the middle-energy Pare
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -87,11 +93,22 @@ def random_table(fmt: OperandFormat, seed: int) -> np.ndarray:
     return exact + np.random.default_rng(seed).integers(-scale, scale + 1, size=exact.shape)
 
 
+LIBRARY: dict = {"path": None, "lib": None}  # one snapshot of the library file for the whole run
+
+
+def library():
+    """The library of this run: loaded once from `LIBRARY["path"]` (a snapshot the run made of the
+    built-in library, or ``--library``), so that a library rebuilt while the benchmark runs cannot mix in."""
+    from fames.multipliers.library import builtin_library, load_library
+
+    if LIBRARY["lib"] is None:
+        LIBRARY["lib"] = load_library(LIBRARY["path"]) if LIBRARY["path"] else builtin_library()
+    return LIBRARY["lib"]
+
+
 def library_entries(fmt: OperandFormat, quick: bool) -> tuple[str, list[AppMul]]:
     """Approximate entries of the built-in library for `fmt` (a spread subset in quick mode)."""
-    from fames.multipliers.library import builtin_library
-
-    lib = builtin_library()
+    lib = library()
     muls = [m for m in lib if m.fmt == fmt and not m.is_exact]
     if quick and len(muls) > 6:
         muls = muls[:: max(1, len(muls) // 6)][:6]
@@ -100,10 +117,8 @@ def library_entries(fmt: OperandFormat, quick: bool) -> tuple[str, list[AppMul]]
 
 def library_ranks() -> dict:
     """Distribution of R (extra terms of the cheapest exact form), rank(E) and non-zero rows/columns."""
-    from fames.multipliers.library import builtin_library
-
     per_format: dict[str, list[dict]] = {}
-    for mul in builtin_library():
+    for mul in library():
         if mul.is_exact:
             continue
         err = mul.error_table
@@ -231,6 +246,7 @@ def probe(spec: dict) -> dict:
     layer, device = spec["layer"], spec["device"]
     x, w = make_inputs(layer, fmt, device)
     inputs = x.numel() * x.element_size() + w.numel() * w.element_size()
+    LIBRARY["path"] = spec.get("library")
     mul = get_table(fmt, spec["kind"], spec.get("entry"), spec["quick"])
     prepared = prepare(mul)
     small = x[:1]
@@ -254,6 +270,7 @@ def probe(spec: dict) -> dict:
 
 
 def measure_memory(spec: dict) -> int | None:
+    spec = dict(spec, library=LIBRARY["path"])
     cmd = [sys.executable, __file__, "--threads", str(torch.get_num_threads()), "--_probe", json.dumps(spec)]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
@@ -381,10 +398,9 @@ def run_model(args: argparse.Namespace) -> list[dict]:
     """
     from fames.checkpoint import load_checkpoint
     from fames.data import load_dataset
-    from fames.multipliers.library import builtin_library
     from fames.quant.api import quant_layers
 
-    lib = builtin_library()
+    lib = library()
     images = load_dataset("fashion-mnist").test.x[: args.images].to(args.device)
     out = []
     for name in [m for m in args.models.split(",") if m]:
@@ -447,6 +463,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1: on shared cores OpenMP waits swamp timings)")
+    parser.add_argument("--library", default="",
+                        help="library file (default: a snapshot of the built-in library taken at start)")
     parser.add_argument("--formats", default="", help="comma-separated operand formats (default: the set)")
     parser.add_argument("--timer", choices=["auto", "thread", "wall"], default="auto",
                         help="thread: CPU time of the calling thread (auto: on CPU with --threads 1, where all "
@@ -460,11 +478,20 @@ def main() -> None:
     if args._probe:
         print(json.dumps(probe(json.loads(args._probe))))
         return
+    from fames.multipliers.library import builtin_library_path
+
+    source = Path(args.library) if args.library else builtin_library_path()
+    snapshot = Path(tempfile.mkdtemp(prefix="fames-emulation-")) / "library.npz"
+    if source.is_file():
+        shutil.copyfile(source, snapshot)
+        LIBRARY["path"] = str(snapshot)
+    library_sha1 = hashlib.sha1(snapshot.read_bytes()).hexdigest() if source.is_file() else None
     library_kind, rows = run_layer_cases(args)
     record = {
         "benchmark": "emulation", "quick": args.quick, "device": args.device, "torch": torch.__version__,
         "threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
         "load_avg": os.getloadavg(), "library": library_kind, "timer": args.timer,
+        "library_file": str(source), "library_sha1": library_sha1,
         "memory_method": "fresh child process per variant; /proc/self/clear_refs=5 then VmHWM growth "
                          "during one call + input bytes (CUDA: max_memory_allocated); the approximate call "
                          "makes its weight plan inside the measured call, so the per-layer plan cache "
