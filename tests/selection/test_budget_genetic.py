@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fames.selection.budget import paired_drop, search_budget, sweep, tau_grid
+from fames.selection.budget import paired_drop, search_budget, suspects, sweep, tau_grid
 from fames.selection.genetic import genetic_search, seed_population
 from fames.selection.ilp import KnapsackProblem, solve_knapsack
 
@@ -123,6 +123,13 @@ def test_learned_bans_recover_from_a_misestimated_substitution(world_type) -> No
     if world_type is PrefixWorld:
         assert res.screened >= 1
     assert world.current == {}
+
+
+def test_suspects_exclude_reverts_to_exact() -> None:
+    problem, _ = _misestimated_problem()
+    ok, bad = [1, 0, 2, 0], [0, 2, 2, 1]  # a reverted to exact, b and d newly approximated, c unchanged
+    assert suspects(problem, ok, bad) == [(1, 2), (3, 1)]
+    assert suspects(problem, [1, 1, 1, 1], [0, 0, 0, 0]) == []
 
 
 def test_knapsack_cuts_match_brute_force() -> None:

@@ -170,6 +170,12 @@ def sweep(problem: KnapsackProblem, taus: np.ndarray) -> list[tuple[float, IlpSo
     return out
 
 
+def suspects(problem: KnapsackProblem, ok: list[int], bad: list[int]) -> list[tuple[int, int]]:
+    """``(layer index, option index)`` of every approximate substitution `bad` makes beyond `ok` (a layer
+    reverted to its exact multiplier is no suspect: exact options are never banned)."""
+    return [(i, c) for i, (c, a) in enumerate(zip(bad, ok, strict=True)) if c != a and c != problem.exact[i]]
+
+
 def _accepts_part(evaluator: Evaluator) -> bool:
     return bool(getattr(evaluator, "accepts_part", False))
 
@@ -251,11 +257,12 @@ def search_budget(
         spent += prefix / base.size
         return np.asarray(evaluator(model, part=slice(0, prefix)), bool)
 
-    def culprit(ok: list[int], bad: list[int]) -> tuple[int, int]:
-        """The substitution of `bad` beyond `ok` that alone costs the most accuracy (on the prefix)."""
-        changes = [(i, c) for i, (c, a) in enumerate(zip(bad, ok, strict=True)) if c != a]
-        if len(changes) == 1:
-            return changes[0]
+    def culprit(ok: list[int], bad: list[int]) -> tuple[int, int] | None:
+        """The approximate substitution of `bad` beyond `ok` that alone costs the most accuracy (on the
+        prefix); None when `bad` only reverts layers to exact multipliers (nothing to ban)."""
+        changes = suspects(problem, ok, bad)
+        if len(changes) <= 1:
+            return changes[0] if changes else None
         drops = []
         for i, c in changes:
             if spent >= max_evaluations:
@@ -274,9 +281,11 @@ def search_budget(
                 ok = _choice(problem, points[lo].assignment) if lo >= 0 else list(problem.exact)
                 bad = _choice(problem, points[hi].assignment)
                 if not any(bad[i] == c for (i, c), in cuts):  # else already explained by a ban
-                    cuts.append([culprit(ok, bad)])
-                    (i, c), = cuts[-1]
-                    log.info("banned %s=%s", problem.layers[i], problem.options[i][c])
+                    worst = culprit(ok, bad)
+                    if worst is None:
+                        break
+                    cuts.append([worst])
+                    log.info("banned %s=%s", problem.layers[worst[0]], problem.options[worst[0]][worst[1]])
                 floor = points[lo].energy_pj if lo >= 0 else ref_cost
                 new = None
                 t_r = time.perf_counter()
