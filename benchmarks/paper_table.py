@@ -6,8 +6,7 @@ Run (from the repository root):
         [--ga-pop 32 --ga-gen 30] [--ga-time-limit SECONDS] [--checkpoint-dir DIR] [--library FILE] \
         [--ga-from RECORD]
 
-The committed record: ``--threads 1 --ga-time-limit 420`` (GA run with the fisher estimator as FAMES'
-default), then FAMES rerun with the abs default and ``--ga-from`` that first record.
+The committed record: ``--threads 1 --ga-time-limit 420`` (one run, GA included).
 
 Writes ``benchmarks/results/paper_table.json``, ``benchmarks/results/paper_table.md`` and one convergence
 plot per model, ``benchmarks/results/ga_convergence_<model>.png``, and prints the table.
