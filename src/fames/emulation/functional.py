@@ -140,6 +140,15 @@ def int8_available(device: torch.device) -> bool:
     return _INT8_OK[key]
 
 
+def _code_indices(codes: torch.Tensor, lo: int) -> torch.Tensor:
+    """Flat int32 table indices ``code - lo`` of `codes`, in the reusable "idx" workspace."""
+    idx = _workspace(codes.numel(), torch.int32, codes.device, "idx")
+    idx.copy_(codes.reshape(-1))
+    if lo:
+        idx.sub_(lo)
+    return idx
+
+
 def clear_workspace() -> None:
     """Release the cached gather buffers."""
     _WORKSPACE.clear()
@@ -416,10 +425,7 @@ def approx_conv2d(
     for b0 in range(0, n, nb):
         xb = x_int[b0:b0 + nb]
         m = xb.shape[0]
-        idx = _workspace(m * per_sample, torch.int32, dev, "idx")
-        idx.copy_(xb.reshape(-1))
-        if a_lo:
-            idx.sub_(a_lo)
+        idx = _code_indices(xb, a_lo)
         acc = None
         for t0, r, cached in plan.chunks:  # per chunk of r terms: r 1-D gathers (NCHW), one conv
             weight = plan.weight(t0, r, cached)
@@ -539,10 +545,7 @@ def approx_linear(
         xb = x2[b0:b0 + nb]
         mb = xb.shape[0]
         ob = out[b0:b0 + mb]
-        idx = _workspace(mb * cin, torch.int32, x_int.device, "idx").view(mb, cin)
-        idx.copy_(xb)
-        if a_lo:
-            idx.sub_(a_lo)
+        idx = _code_indices(xb, a_lo).view(mb, cin)
         for i, (t0, r, cached) in enumerate(plan.chunks):  # one term per chunk: same-size matmuls
             weight = plan.weight(t0, r, cached)
             gathered = _workspace(mb * cin * r, plan.dtype, x_int.device, "gather")
@@ -579,10 +582,7 @@ def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable,
     for b0 in range(0, m, nb):
         xb = x2[b0:b0 + nb]
         mb = xb.shape[0]
-        idx = _workspace(mb * cin, torch.int32, dev, "idx")
-        idx.copy_(xb.reshape(-1))
-        if a_lo:
-            idx.sub_(a_lo)
+        idx = _code_indices(xb, a_lo)
         res = _workspace(mb * cout, torch.int32, dev, "int8res").view(mb, cout)
         single = len(plan.blocks) == 1 and plan.blocks[0].shift == 0
         if single:

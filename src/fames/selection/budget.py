@@ -273,46 +273,50 @@ def search_budget(
             drops.append(float(base[:part.size].sum() - part.sum()))
         return changes[int(np.argmax(drops))] if drops else changes[0]
 
+    def retry() -> ParetoPoint | None:
+        """Ban the worst substitution of the first rejection beyond the last acceptance, solve again:
+        the next candidate saving `MIN_GAIN_PCT` more than the acceptance, or None."""
+        nonlocal t_refine
+        ok = _choice(problem, points[lo].assignment) if lo >= 0 else list(problem.exact)
+        bad = _choice(problem, points[hi].assignment)
+        if not any(bad[i] == c for (i, c), in cuts):  # else already explained by a ban
+            worst = culprit(ok, bad)
+            if worst is None:
+                return None
+            cuts.append([worst])
+            log.info("banned %s=%s", problem.layers[worst[0]], problem.options[worst[0]][worst[1]])
+        floor = _reduction(points[lo].energy_pj, ref_cost) if lo >= 0 else 0.0
+        # B from the sweep: retry at its tau (optimistic); B itself a retry: halfway first
+        taus = sorted({q.tau for q in points[hi:]})
+        if id(points[hi]) in retries:
+            taus.insert(0, 0.5 * ((points[lo].tau if lo >= 0 else 0.0) + points[hi].tau))
+        t_r = time.perf_counter()
+        try:
+            for tau in taus:
+                sol = solve_knapsack(problem, tau, cuts=cuts)
+                if tuple(sol.choice) not in known and _reduction(sol.cost, ref_cost) - floor >= MIN_GAIN_PCT:
+                    known.add(tuple(sol.choice))
+                    new = point(tau, sol)
+                    retries.add(id(new))
+                    log.info("next candidate (tau=%.4g, with %d bans) saves %.2f%%", tau, len(cuts),
+                             new.reduction_pct)
+                    return new
+            return None
+        finally:
+            t_refine += time.perf_counter() - t_r
+
     try:
         while spent < max_evaluations:
             if hi - lo <= 1:  # bracket exhausted: ban the rejection's worst substitution, solve again
-                if not learn_cuts or hi >= len(points):
-                    break
-                ok = _choice(problem, points[lo].assignment) if lo >= 0 else list(problem.exact)
-                bad = _choice(problem, points[hi].assignment)
-                if not any(bad[i] == c for (i, c), in cuts):  # else already explained by a ban
-                    worst = culprit(ok, bad)
-                    if worst is None:
-                        break
-                    cuts.append([worst])
-                    log.info("banned %s=%s", problem.layers[worst[0]], problem.options[worst[0]][worst[1]])
-                floor = points[lo].energy_pj if lo >= 0 else ref_cost
-                new = None
-                t_r = time.perf_counter()
-                # B from the sweep: retry at its tau (optimistic); B itself a retry: halfway first
-                tau_lo = points[lo].tau if lo >= 0 else 0.0
-                taus = sorted({q.tau for q in points[hi:]})
-                if id(points[hi]) in retries:
-                    taus.insert(0, 0.5 * (tau_lo + points[hi].tau))
-                for tau in taus:
-                    sol = solve_knapsack(problem, tau, cuts=cuts)
-                    gain = _reduction(sol.cost, ref_cost) - _reduction(floor, ref_cost)
-                    if tuple(sol.choice) not in known and gain >= MIN_GAIN_PCT:
-                        new = point(tau, sol)
-                        break
-                t_refine += time.perf_counter() - t_r
+                new = retry() if learn_cuts and hi < len(points) else None
                 if new is None:
                     break
-                known.add(tuple(_choice(problem, new.assignment)))
-                retries.add(id(new))
                 points.insert(lo + 1, new)
                 hi += 1
-                log.info("next candidate (tau=%.4g, with %d bans) saves %.2f%%", new.tau, len(cuts),
-                         new.reduction_pct)
             mid = (lo + hi) // 2
             p = points[mid]
+            part = on_prefix(p.assignment)
             if prefix:
-                part = on_prefix(p.assignment)
                 lower = paired_drop(base[:prefix], part, budget_pts, 0.05, seed=seed).upper_pts
                 if lower > budget_pts:
                     screened += 1
@@ -326,10 +330,7 @@ def search_budget(
                 spent += 1.0 - prefix / base.size
                 correct = np.concatenate([part, rest])
             else:
-                apply_fn(model, p.assignment, library)
-                evaluations += 1
-                spent += 1.0
-                correct = np.asarray(evaluator(model), bool)
+                correct = part
             p.measured = paired_drop(base, correct, budget_pts, confidence, seed=seed)
             p.accuracy = 100.0 * float(correct.mean())
             p.accepted = p.measured.upper_pts <= budget_pts
