@@ -70,6 +70,7 @@ from fames.multipliers.appmul import AppMul
 from fames.quant.api import quant_layers
 from fames.selection.evaluate import EvalResult, evaluate_model
 from fames.sensitivity import DEFAULT_ESTIMATOR, ESTIMATORS, counting_matrices, estimate_layer
+from fames.sensitivity.compensation import OffsetTable, choose_compensation
 from fames.sensitivity.counting import CountingResult
 
 log = logging.getLogger("benchmarks.fidelity")
@@ -97,11 +98,13 @@ class Measurer:
         self.evaluations, self.seconds = 0, 0.0
         self.base = self._run({})
 
-    def _run(self, assignment: Mapping[str, str]) -> tuple[EvalResult, EvalResult]:
+    def _run(self, assignment: Mapping[str, str], offsets: Mapping[str, Any] | None = None,
+             test: bool = True) -> tuple[EvalResult, EvalResult]:
         start = time.perf_counter()
-        approximate_(self.model, assignment, self.library)
+        approximate_(self.model, assignment, self.library, offsets=offsets)
+        n = len(self.x) if test else self.n_cal
         try:
-            res = evaluate_model(self.model, self.x, self.y, self.batch_size)
+            res = evaluate_model(self.model, self.x[:n], self.y[:n], self.batch_size)
         finally:
             approximate_(self.model, {}, self.library)
         self.evaluations += 1
@@ -117,6 +120,13 @@ class Measurer:
         return Change(float(cal.loss.mean() - base_cal.loss.mean()),
                       float(test.loss.mean() - base_test.loss.mean()),
                       cal.accuracy - base_cal.accuracy, test.accuracy - base_test.accuracy)
+
+    def change_cal(self, assignment: Mapping[str, str], offsets: Mapping[str, Any]) -> dict[str, float]:
+        """Calibration-loss and accuracy change of `assignment` with compensation `offsets`."""
+        cal, _ = self._run(assignment, offsets, test=False)
+        base_cal, _ = self.base
+        return {"dloss_cal": float(cal.loss.mean() - base_cal.loss.mean()),
+                "dacc_cal": cal.accuracy - base_cal.accuracy}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -174,14 +184,78 @@ def add_estimates(rows: list[dict[str, Any]], counts: CountingResult, cands: Map
     seconds = {}
     index = {(r["layer"], r["multiplier"]): r for r in rows}
     for r in rows:
-        r["estimates"] = {}
+        r["estimates"], r["estimates_compensated"] = {}, {}
     for est in ESTIMATORS:
         start = time.perf_counter()
         for layer, muls in cands.items():
             for name, value in estimate_layer(counts.layers[layer], muls, est).items():
                 index[(layer, name)]["estimates"][est] = value
         seconds[est] = time.perf_counter() - start
+        for layer, muls in cands.items():
+            for name, value in estimate_layer(counts.layers[layer], muls, est, compensate=True).items():
+                index[(layer, name)]["estimates_compensated"][est] = value
     return seconds
+
+
+def measure_compensated(measurer: Measurer, rows: list[dict[str, Any]], offsets: OffsetTable) -> None:
+    """Add ``compensated`` (calibration change with the pair's mean-error compensation) to every row."""
+    for r in rows:
+        assignment = {r["layer"]: r["multiplier"]}
+        off = offsets.for_assignment(assignment)
+        r["compensated"] = (measurer.change_cal(assignment, off) if off
+                            else {"dloss_cal": r["dloss_cal"], "dacc_cal": r["dacc_cal"]})
+
+
+def selection_variant(rows: Sequence[dict[str, Any]], est: str
+                      ) -> tuple[list[float], list[float], set[tuple[str, str]]]:
+    """What `fames.select` sees with `est`: per row the lower of the plain and compensated estimates, the
+    measured change of the variant it picks, and the (layer, multiplier) pairs that pick compensation."""
+    plain = {r["layer"]: {} for r in rows}
+    comp = {r["layer"]: {} for r in rows}
+    for r in rows:
+        plain[r["layer"]][r["multiplier"]] = r["estimates"][est]
+        comp[r["layer"]][r["multiplier"]] = r["estimates_compensated"][est]
+    table, pairs = choose_compensation(plain, comp)
+    estimates = [table[r["layer"]][r["multiplier"]] for r in rows]
+    measured = [r["compensated"]["dloss_cal"] if (r["layer"], r["multiplier"]) in pairs else r["dloss_cal"]
+                for r in rows]
+    return estimates, measured, pairs
+
+
+def compensation_stats(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per estimator: fidelity of the compensated estimates against compensated measurements, and of the
+    selection's choice between the two (what `fames.select` uses)."""
+    out = {}
+    for est in ESTIMATORS:
+        comp = correlation([r["estimates_compensated"][est] for r in rows],
+                           [r["compensated"]["dloss_cal"] for r in rows])
+        e, m, pairs = selection_variant(rows, est)
+        sel = correlation(e, m)
+        per_layer = {}
+        for layer in dict.fromkeys(r["layer"] for r in rows):
+            idx = [i for i, r in enumerate(rows) if r["layer"] == layer]
+            per_layer[layer] = correlation([e[i] for i in idx], [m[i] for i in idx])
+        out[est] = {"spearman_compensated": comp["spearman"], "pearson_compensated": comp["pearson"],
+                    "spearman": sel["spearman"], "pearson": sel["pearson"], "n_substitutions": sel["n"],
+                    "n_compensated": len(pairs), "median_ratio": median_ratio(e, m), "per_layer": per_layer}
+    return out
+
+
+def compensated_additivity(measurer: Measurer, rows: Sequence[dict[str, Any]],
+                           assignments: Sequence[dict[str, str]], offsets: OffsetTable) -> dict[str, Any]:
+    """Joint assignments as `fames.select` would apply them with the default estimator: summed selection
+    estimates against the measured joint calibration change with the chosen compensation."""
+    e, _, pairs = selection_variant(rows, DEFAULT_ESTIMATOR)
+    index = {(r["layer"], r["multiplier"]): i for i, r in enumerate(rows)}
+    chosen = OffsetTable(offsets.stats, offsets.library, pairs)
+    joints = []
+    for a in assignments:
+        change = measurer.change_cal(a, chosen.for_assignment(a))
+        joints.append({"assignment": a, **change,
+                       "sum_estimate": float(sum(e[index[(layer, mul)]] for layer, mul in a.items()))})
+    pred, measured = [j["sum_estimate"] for j in joints], [j["dloss_cal"] for j in joints]
+    return {"estimator": DEFAULT_ESTIMATOR, "n_assignments": len(joints), **correlation(pred, measured),
+            "median_ratio": median_ratio(pred, measured), "assignments": joints}
 
 
 def estimator_stats(rows: Sequence[dict[str, Any]], mild_max_drop: float) -> dict[str, dict[str, Any]]:
@@ -279,7 +353,14 @@ def run_model(name: str, path: Path, library, args: argparse.Namespace) -> dict[
     t_singles, n_singles = measurer.seconds, measurer.evaluations
     est_seconds = add_estimates(rows, counts, cands)
     stats = estimator_stats(rows, args.mild_max_drop)
-    joints = additivity(measurer, rows, joint_assignments(rows, args.joints, args.mild_max_drop, args.seed))
+    assignments = joint_assignments(rows, args.joints, args.mild_max_drop, args.seed)
+    joints = additivity(measurer, rows, assignments)
+    t_plain = measurer.seconds
+    offsets = OffsetTable({n: lc.channel for n, lc in counts.layers.items()}, library)
+    measure_compensated(measurer, rows, offsets)
+    compensation = {"estimators": compensation_stats(rows),
+                    "additivity": compensated_additivity(measurer, rows, assignments, offsets),
+                    "seconds": measurer.seconds - t_plain}
     base_cal, base_test = measurer.base
     return {
         "checkpoint": str(path),
@@ -291,12 +372,13 @@ def run_model(name: str, path: Path, library, args: argparse.Namespace) -> dict[
         "n_test": len(test),
         "estimators": stats,
         "additivity": joints,
+        "compensation": compensation,
         "substitutions": rows,
         "timings": {"load": t_load, "counting": counts.seconds,
                     "counting_memory_mb": counts.memory_bytes / 1e6, "estimation": est_seconds,
                     "single_evaluations": t_singles, "n_single_evaluations": n_singles,
                     "seconds_per_evaluation": t_singles / max(n_singles, 1),
-                    "joint_evaluations": measurer.seconds - t_singles,
+                    "joint_evaluations": t_plain - t_singles,
                     "total": time.perf_counter() - t0},
     }
 
@@ -340,6 +422,17 @@ def markdown(record: dict[str, Any]) -> str:
             other = m["estimators"][best]["per_layer"][layer]["spearman"] if best else None
             layer_rows.append([model, layer, m["layers"][layer]["format"], s["n"], s["spearman"],
                                s["pearson"], s["median_ratio"], other])
+    comp_rows, comp_add = [], []
+    for model, m in record["models"].items():
+        c = m.get("compensation")
+        if not c:
+            continue
+        for est, st in c["estimators"].items():
+            comp_rows.append([model, est + (" (default)" if est == DEFAULT_ESTIMATOR else ""),
+                              st["spearman_compensated"], st["pearson_compensated"], st["spearman"],
+                              st["pearson"], st["median_ratio"], st["n_compensated"], st["n_substitutions"]])
+        a = c["additivity"]
+        comp_add.append([model, a["estimator"], a["spearman"], a["pearson"], a["median_ratio"], a["n_assignments"]])
     best = record["best_estimator"]
     parts = [
         f"## Estimator fidelity ({record['settings']['mode']}, library {record['settings']['library']})",
@@ -361,6 +454,19 @@ def markdown(record: dict[str, Any]) -> str:
         + ", ".join(f"{e} {v:.3f}" if v is not None else f"{e} -" for e, v in record["score"].items())
         + f". **Best estimator: {best}** (default: {DEFAULT_ESTIMATOR}).",
     ]
+    if comp_rows:
+        parts += [
+            "### With mean-error compensation (`fames.select`'s default)",
+            "*compensated*: every substitution with its per-channel accumulator offset, estimated with "
+            "`compensate=True`, against its measured calibration-loss change. *selection*: per substitution "
+            "the lower of the plain and compensated estimates and the measured change of that variant (what "
+            "the selection ILP sees and what it applies); *n comp.*: substitutions where compensation won.",
+            markdown_table(["model", "estimator", "Spearman comp.", "Pearson comp.", "Spearman selection",
+                            "Pearson selection", "median ratio", "n comp.", "n"], comp_rows),
+            "Additivity of the selection variant (summed estimates vs measured joint calibration change, "
+            "joint assignments applied with the default estimator's compensation choices):",
+            markdown_table(["model", "estimator", "Spearman", "Pearson", "median ratio", "n"], comp_add),
+        ]
     return "\n\n".join(parts)
 
 

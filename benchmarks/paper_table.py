@@ -4,9 +4,13 @@ Run (from the repository root):
 
     .venv/bin/python benchmarks/paper_table.py [--quick] [--models lenet,vgg,resnet] [--budget 1.0] \
         [--ga-pop 32 --ga-gen 30] [--ga-time-limit SECONDS] [--checkpoint-dir DIR] [--library FILE] \
-        [--ga-from RECORD]
+        [--ga-from RECORD] [--no-compensation]
 
 The committed record: ``--threads 1 --ga-time-limit 420`` (one run, GA included).
+
+FAMES runs as `fames.select` does by default, with mean-error compensation (per-channel accumulator
+offsets where the estimate says they help; ``--no-compensation`` for the ablation). The genetic baseline is
+ALWANN's: plain multipliers, no compensation.
 
 Writes ``benchmarks/results/paper_table.json``, ``benchmarks/results/paper_table.md`` and one convergence
 plot per model, ``benchmarks/results/ga_convergence_<model>.png``, and prints the table.
@@ -111,6 +115,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ga-gen", type=int, default=None, help="NSGA-II generations (default 30, quick 5)")
     p.add_argument("--ga-time-limit", type=float, default=None, help="stop the GA after this many seconds")
     p.add_argument("--no-ga", action="store_true", help="skip the genetic baseline")
+    p.add_argument("--no-compensation", action="store_true",
+                   help="FAMES without mean-error compensation (the ablation)")
     p.add_argument("--ga-from", type=Path, default=None,
                    help="reuse the GA results of an earlier record with the same settings (the GA does not "
                         "depend on FAMES' estimator)")
@@ -125,9 +131,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def test_accuracy(ref: Reference, library, assignment: Mapping[str, str], batch_size: int) -> float:
-    """Test top-1 (percent) of `assignment`; the model is left exact."""
-    approximate_(ref.model, assignment, library)
+def test_accuracy(ref: Reference, library, assignment: Mapping[str, str], batch_size: int,
+                  offsets: Mapping[str, Any] | None = None) -> float:
+    """Test top-1 (percent) of `assignment` (with compensation `offsets`); the model is left exact."""
+    approximate_(ref.model, assignment, library, offsets=offsets)
     try:
         return evaluate_model(ref.model, ref.data.test.x, ref.data.test.y, batch_size).accuracy
     finally:
@@ -147,7 +154,7 @@ def run_fames(ref: Reference, library, args: argparse.Namespace) -> tuple[Any, f
     val = (ref.data.val.x, ref.data.val.y)
     start = time.perf_counter()
     sel = fames.select(ref.model, library, cal, val, max_accuracy_drop=args.budget,
-                       batch_size=args.batch_size, seed=args.seed)
+                       batch_size=args.batch_size, seed=args.seed, compensate=not args.no_compensation)
     return sel, time.perf_counter() - start
 
 
@@ -229,7 +236,7 @@ def run_model(name: str, path: Path, library, args: argparse.Namespace, results:
     exact = model_energy(macs, {}, library, specs)
     acc_q = test_accuracy(ref, library, {}, args.batch_size)
     sel, fames_seconds = run_fames(ref, library, args)
-    acc_a = test_accuracy(ref, library, sel.assignment, args.batch_size)
+    acc_a = test_accuracy(ref, library, sel.assignment, args.batch_size, sel.offsets)
     row: dict[str, Any] = {
         "checkpoint": str(path), "dataset": ref.header.get("dataset"),
         "layers": {n: s.fmt.name for n, s in specs.items()}, "macs": macs,
@@ -394,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "ga_gen": args.ga_gen, "ga_time_limit": args.ga_time_limit, "ga": not args.no_ga,
                      "seed": args.seed, "batch_size": args.batch_size,
                      "ga_from": str(args.ga_from) if args.ga_from else None,
+                     "compensation": not args.no_compensation,
                      "estimator": next(iter(models.values()))["estimator"] if models else None},
         "environment": environment(args.threads),
         "seconds": time.perf_counter() - start,

@@ -60,6 +60,7 @@ class RunResult:
         config: budget, estimator, calibration size, seed, mode (``select`` or ``given``).
         library: the `Library` (not serialised; reports use it for fronts and Verilog).
         selection: the `Selection` when one was made.
+        offsets: ``{layer: accumulator offsets}`` of mean-error compensation applied with the assignment.
     """
 
     assignment: dict[str, str]
@@ -79,6 +80,7 @@ class RunResult:
     config: dict[str, Any]
     library: Any = field(repr=False, default=None)
     selection: Selection | None = field(repr=False, default=None)
+    offsets: dict[str, list[int]] = field(default_factory=dict)
     fames_version: str = __version__
 
     @property
@@ -103,6 +105,7 @@ class RunResult:
             "accuracy_drop": self.accuracy_drop,
             "selection_seconds": self.selection_seconds,
             "assignment": dict(self.assignment),
+            "accumulator_offsets": dict(self.offsets),
             "energy": {"multiplier_pj": e.multiplier_pj, "multiplier_reference_pj": e.reference_pj,
                        "mac_pj": e.mac_pj, "mac_reference_pj": e.mac_reference_pj,
                        "adder_pj_per_bit": e.adder_pj_per_bit, "per_sample": True},
@@ -176,7 +179,7 @@ def _test_accuracy(model: nn.Module, split: Split, batch_size: int) -> float:
 
 
 def _loss_points(model: nn.Module, library: Any, pareto: list[ParetoPoint], chosen: Mapping[str, str],
-                 cal: Split, n: int, batch_size: int) -> list[dict[str, Any]]:
+                 cal: Split, n: int, batch_size: int, sel: Selection | None = None) -> list[dict[str, Any]]:
     """Measured mean calibration-loss change of up to `n` Pareto points (evaluated ones first)."""
     if n <= 0 or not pareto:
         return []
@@ -192,7 +195,8 @@ def _loss_points(model: nn.Module, library: Any, pareto: list[ParetoPoint], chos
     try:
         for i in sorted(picks):
             p = pareto[i]
-            approximate_(model, p.assignment, library)
+            approximate_(model, p.assignment, library,
+                         offsets=sel.offsets_for(dict(p.assignment)) if sel is not None else None)
             measured = float(evaluate_model(model, cal.x, cal.y, batch_size).loss.mean()) - base
             out.append({"tau": p.tau, "reduction_pct": p.reduction_pct, "estimated_dl": p.estimated_dl,
                         "measured_dl": measured, "chosen": dict(p.assignment) == dict(chosen)})
@@ -202,20 +206,22 @@ def _loss_points(model: nn.Module, library: Any, pareto: list[ParetoPoint], chos
 
 
 def _given(model: nn.Module, library: Any, assignment: Mapping[str, str], val: Split, budget: float,
-           batch_size: int, seed: int) -> tuple[dict[str, str], float, float, DropBound | None, str]:
-    """Validate and evaluate a user-given assignment on the validation split."""
+           batch_size: int, seed: int, offsets: Mapping[str, Any] | None = None
+           ) -> tuple[dict[str, str], float, float, DropBound | None, str]:
+    """Validate and evaluate a user-given assignment (with its compensation offsets) on the validation split."""
     try:
-        approximate_(model, assignment, library)
+        approximate_(model, assignment, library, offsets=offsets)
     except (ValueError, TypeError) as exc:
         raise UsageError(f"assignment: {exc}") from None
     restore_(model)
     base = evaluate_model(model, val.x, val.y, batch_size).correct
-    approximate_(model, assignment, library)
+    approximate_(model, assignment, library, offsets=offsets)
     new = evaluate_model(model, val.x, val.y, batch_size).correct
     restore_(model)
     drop = paired_drop(base, new, budget, seed=seed)
     verdict = "within" if drop.upper_pts <= budget else "NOT within"
-    why = (f"given assignment (no selection): validation drop {drop.drop_pts:.2f} pt, upper "
+    comp = f", with compensation offsets on {len(offsets)} layers" if offsets else ""
+    why = (f"given assignment (no selection{comp}): validation drop {drop.drop_pts:.2f} pt, upper "
            f"{drop.confidence:.0%} bound {drop.upper_pts:.2f} pt, {verdict} the budget of {budget} pt")
     return dict(assignment), 100.0 * base.mean(), 100.0 * new.mean(), drop, why
 
@@ -237,6 +243,8 @@ def run_pipeline(
     inputs: Mapping[str, Any] | None = None,
     progress: Progress | None = None,
     select_kwargs: Mapping[str, Any] | None = None,
+    compensate: bool = True,
+    offsets: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Select (or evaluate a given assignment), then validate on the test split.
 
@@ -256,6 +264,8 @@ def run_pipeline(
         inputs: provenance, e.g. paths and ``{"hashes": {...}}``.
         progress: ``(step, total, {"stage": name})`` callback, called once per stage.
         select_kwargs: extra keyword arguments of `fames.select`.
+        compensate: mean-error compensation in the selection.
+        offsets: compensation offsets of a given `assignment` (``{layer: per-channel accumulator offsets}``).
 
     Returns:
         A `RunResult`.
@@ -287,21 +297,22 @@ def run_pipeline(
     sel: Selection | None = None
     if assignment is None:
         sel = select(model, library, (cal.x, cal.y), (val.x, val.y), budget, estimator,
-                     batch_size=batch_size, seed=seed, **dict(select_kwargs or {}))
+                     batch_size=batch_size, seed=seed, compensate=compensate, **dict(select_kwargs or {}))
         chosen, val_exact, val_approx = dict(sel.assignment), sel.base_accuracy, sel.accuracy
         drop, why, pareto = sel.drop, sel.explanation, list(sel.pareto)
         times.update({f"selection_{k}": v for k, v in sel.timings.items() if k != "total"})
     else:
         chosen, val_exact, val_approx, drop, why = _given(model, library, assignment, val, budget, batch_size,
-                                                          seed)
+                                                          seed, offsets)
         pareto = []
     times["selection"] = time.perf_counter() - t0
     tick("selection")
 
     t1 = time.perf_counter()
+    offsets = dict(sel.offsets) if sel is not None else dict(offsets or {})
     restore_(model)
     acc_q = _test_accuracy(model, dataset.test, batch_size)
-    approximate_(model, chosen, library)
+    approximate_(model, chosen, library, offsets=offsets)
     try:
         acc_a = _test_accuracy(model, dataset.test, batch_size)
     finally:
@@ -310,13 +321,14 @@ def run_pipeline(
     tick("test")
 
     t2 = time.perf_counter()
-    points = _loss_points(model, library, pareto, chosen, cal, loss_points, batch_size)
+    points = _loss_points(model, library, pareto, chosen, cal, loss_points, batch_size, sel)
     times["loss_check"] = time.perf_counter() - t2
     tick("loss_check")
 
     macs = count_macs(model, val.x[:1])
     energy = model_energy(macs, chosen, library, layer_specs(model))
     cfg = {"max_accuracy_drop": budget, "estimator": estimator, "calibration": len(cal), "seed": seed,
+           "compensation": bool(sel is not None and sel.compensated),
            "mode": "select" if assignment is None else "given", "validation": len(val),
            "test": len(dataset.test), "dataset": dataset.name}
     info = {"model": meta.get("model"), **dict(inputs or {})}
@@ -325,7 +337,7 @@ def run_pipeline(
         accuracy_quantized=acc_q, accuracy_approximate=acc_a, val_accuracy_exact=float(val_exact),
         val_accuracy_approximate=float(val_approx), drop=drop, explanation=why, pareto=pareto,
         loss_points=points, layers=layer_rows(model, macs, energy, library), timings=times, inputs=info,
-        config=cfg, library=library, selection=sel,
+        config=cfg, library=library, selection=sel, offsets=offsets,
     )
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from fames.circuits.generators.families import exact, truncated
 from fames.cli.main import main
 from fames.data import load_dataset
-from fames.emulation.api import approximate_, load_assignment
+from fames.emulation.api import approximate_, load_assignment, load_offsets, offsets_path
 from fames.models.user import load_user_model
 from fames.multipliers import AppMul, HardwareFigures, OperandFormat
 from fames.multipliers.library import Library, load_library, save_library
@@ -96,7 +96,11 @@ def test_run_user_model_reloads(finished, inputs):
     data = inputs["data"]
     model = load_user_model(f"{USER}:SmallNet", inputs["weights"])
     quantize_(model, {"*": 4}, calibration=data.train.subset(256, seed=0).x)
-    approximate_(model, load_assignment(finished / "assignment.json"), load_library(inputs["library"]))
+    offsets_file = offsets_path(finished / "assignment.json")
+    offsets = load_offsets(offsets_file) if offsets_file.is_file() else None
+    assert (offsets or {}) == summary["accumulator_offsets"]
+    approximate_(model, load_assignment(finished / "assignment.json"), load_library(inputs["library"]),
+                 offsets=offsets)
     assert evaluate(model, data.test)[0] == pytest.approx(summary["accuracy_approximate"])
 
 
@@ -116,6 +120,8 @@ def test_factory_npz_and_given_assignment(finished, inputs, tmp_path, capsys):
     summary = json.loads((tmp_path / "given" / "summary.json").read_text())
     assert summary["config"]["mode"] == "given" and summary["pareto"] == []
     assert summary["assignment"] == load_assignment(finished / "assignment.json")
+    offsets_file = offsets_path(finished / "assignment.json")
+    assert summary["accumulator_offsets"] == (load_offsets(offsets_file) if offsets_file.is_file() else {})
 
 
 def _bad_files(tmp_path: Path, inputs) -> dict[str, Path]:

@@ -61,8 +61,9 @@ def test_select_end_to_end(setup) -> None:
     macs = count_macs(model, val[0][:1])
     rep = model_energy(macs, sel.assignment, lib, layer_specs(model))
     assert rep.reduction_pct == pytest.approx(sel.reduction_pct)
-    # the measured accuracy is reproducible with the real emulation
-    approximate_(model, sel.assignment, lib)
+    # the measured accuracy is reproducible with the real emulation and the compensation offsets
+    assert sel.compensated and set(sel.offsets) <= set(sel.assignment)
+    sel.apply(model, lib)
     again = evaluate_model(model, *val).accuracy
     approximate_(model, {}, lib)
     assert again == pytest.approx(sel.accuracy)
@@ -70,6 +71,41 @@ def test_select_end_to_end(setup) -> None:
         assert sel.drop.upper_pts <= 2.0
         assert sel.reduction_pct > 0
     assert evaluate_model(model, *val).accuracy == pytest.approx(base)  # model left exact
+
+
+def test_select_without_compensation(setup) -> None:
+    model, data, lib = setup
+    cal = (data.train.x[:256], data.train.y[:256])
+    sel = fames.select(model, lib, cal, (data.val.x, data.val.y), max_accuracy_drop=2.0, groups=64,
+                       max_evaluations=3, compensate=False)
+    assert not sel.compensated and sel.offsets == {}
+    approximate_(model, sel.assignment, lib)
+    again = evaluate_model(model, data.val.x, data.val.y).accuracy
+    approximate_(model, {}, lib)
+    assert again == pytest.approx(sel.accuracy)
+    with pytest.raises(ValueError, match="compensate=False"):
+        fames.select(model, lib, cal, (data.val.x, data.val.y), apply_fn=lambda m, a, lb: m)
+
+
+def test_compensation_removes_truncation_bias(setup) -> None:
+    """Truncation always rounds products down; the offsets cancel that bias, so the loss rises less."""
+    model, data, lib = setup
+    cal = (data.train.x[:512], data.train.y[:512])
+    counts = fames.sensitivity.counting_matrices(model, cal, groups=64)
+    table = fames.sensitivity.compensation.OffsetTable(
+        {n: lc.channel for n, lc in counts.layers.items()}, lib)
+    base = evaluate_model(model, *cal).loss.mean()
+    plain, compensated = 0.0, 0.0
+    for layer, lc in counts.layers.items():
+        assignment = {layer: f"{lc.fmt.name}_trunc3"}
+        offsets = table.for_assignment(assignment)
+        assert offsets and all(v <= 0 for v in offsets[layer])  # truncation errors are <= 0, so their means
+        approximate_(model, assignment, lib)
+        plain += evaluate_model(model, *cal).loss.mean() - base
+        approximate_(model, assignment, lib, offsets=offsets)
+        compensated += evaluate_model(model, *cal).loss.mean() - base
+    approximate_(model, {}, lib)
+    assert compensated < 0.5 * plain
 
 
 def test_estimates_track_measured_loss(setup) -> None:

@@ -56,6 +56,8 @@ def add_selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", type=int, default=1024, metavar="N",
                    help="calibration images from the training split (default 1024)")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset and bootstrap")
+    p.add_argument("--no-compensation", action="store_true",
+                   help="do not remove each multiplier's mean error with per-channel accumulator offsets")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -78,7 +80,8 @@ def register(sub) -> None:
     d.add_argument("--data", metavar="FILE.npz", help="your arrays x_train, y_train, x_test, y_test")
     add_selection_args(p)
     p.add_argument("--assignment", metavar="FILE",
-                   help="evaluate this {layer: multiplier} JSON, no selection")
+                   help="evaluate this {layer: multiplier} JSON, no selection (with the compensation "
+                        "offsets of FILE.offsets.json when that file exists)")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output folder (must not exist unless --force)")
     p.add_argument("--force", action="store_true", help="replace an existing output folder")
@@ -217,6 +220,21 @@ def read_assignment(path: str | None) -> dict[str, str] | None:
         raise UsageError(f"assignment file {path}: {' '.join(str(exc).split())}") from None
 
 
+def read_offsets(path: str | None) -> dict[str, list[float]] | None:
+    """The compensation offsets saved beside the --assignment file (``x.json`` -> ``x.offsets.json``)."""
+    if path is None:
+        return None
+    from fames.emulation.api import load_offsets, offsets_path
+
+    file = offsets_path(path)
+    if not file.is_file():
+        return None
+    try:
+        return load_offsets(file)
+    except ValueError as exc:
+        raise UsageError(f"offsets file {file}: {' '.join(str(exc).split())}") from None
+
+
 def load_library_and_assignment(args: argparse.Namespace) -> tuple[Any, dict, dict[str, str] | None, float]:
     """The --library (or built-in) library, its provenance, the --assignment map and the load time.
 
@@ -252,7 +270,9 @@ def execute(args: argparse.Namespace, model, meta: dict, dataset, inputs: dict, 
     try:
         result = run_pipeline(model, meta, dataset, library, args.max_accuracy_drop, estimator=args.estimator,
                               calibration=args.calibration, seed=args.seed, assignment=assignment,
-                              loss_points=loss_points, timings=times, inputs=inputs, progress=bar)
+                              loss_points=loss_points, timings=times, inputs=inputs, progress=bar,
+                              compensate=not getattr(args, "no_compensation", False),
+                              offsets=read_offsets(getattr(args, "assignment", None)))
     except ValueError as exc:
         if "no characterised multiplier" in str(exc) or "no exact multiplier" in str(exc):
             raise UsageError(f"library {inputs['library']}: {exc}") from None

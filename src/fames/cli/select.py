@@ -29,15 +29,18 @@ def register(sub) -> None:
     add_selection_args(p)
     p.add_argument("--dataset", help="built-in dataset (default: the checkpoint's)")
     p.add_argument("--assignment", metavar="FILE",
-                   help="evaluate this {layer: multiplier} JSON, no selection")
-    p.add_argument("-o", "--out", metavar="FILE", help="also write the assignment here (JSON)")
+                   help="evaluate this {layer: multiplier} JSON, no selection (with the compensation "
+                        "offsets of FILE.offsets.json when that file exists)")
+    p.add_argument("-o", "--out", metavar="FILE",
+                   help="also write the assignment here (JSON; its compensation offsets go to "
+                        "FILE.offsets.json, with .json replaced)")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from fames.checkpoint import atomic_write, load_checkpoint
     from fames.cli.run import execute, load_data, print_result
-    from fames.emulation.api import save_assignment
+    from fames.emulation.api import offsets_path, save_assignment, save_offsets
     from fames.pipeline import sha256_file
 
     if args.calibration < 1:
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     result = execute(args, model, meta, dataset, inputs, {}, loss_points=0)
     if args.out:
         atomic_write(Path(args.out), lambda tmp: save_assignment(result.assignment, tmp))
+        if result.offsets:
+            atomic_write(offsets_path(args.out), lambda tmp: save_offsets(result.offsets, tmp))
     print_result(result, None, args.json, "fames select")
     if not args.json:
         print(f"  {result.explanation}")

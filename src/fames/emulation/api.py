@@ -37,11 +37,14 @@ class ApproxEmulator:
     Args:
         mul: the multiplier (its format must equal the layer's operand format).
         pad_taps: padded conv taps multiply activation code 0 (True, as hardware does) or are skipped.
+        offset: per-output-channel constant subtracted from the accumulator (mean-error compensation,
+            `fames.sensitivity.compensation`); None for none.
     """
 
-    def __init__(self, mul: AppMul, pad_taps: bool = True) -> None:
+    def __init__(self, mul: AppMul, pad_taps: bool = True, offset: torch.Tensor | None = None) -> None:
         self.mul = mul
         self.pad_taps = pad_taps
+        self.offset = offset
         self.prepared = prepare(mul)
         self._plan: tuple[tuple, WeightPlan, torch.Tensor] | None = None
 
@@ -70,13 +73,17 @@ class ApproxEmulator:
         else:
             acc = approx_linear(x_int, w_int, self.prepared, plan)
         acc = acc.to(x_int.dtype)
+        if self.offset is not None:
+            shape = (1, -1, 1, 1) if isinstance(layer, QConv2d) else (-1,)
+            acc = acc - self.offset.to(acc.device, acc.dtype).reshape(shape)
         if torch.is_grad_enabled() and (x_int.requires_grad or w_int.requires_grad):
             exact = layer.integer_op(x_int, w_int)
             acc = exact + (acc - exact.detach())
         return acc
 
     def __repr__(self) -> str:
-        return f"ApproxEmulator({self.mul.name!r}, pad_taps={self.pad_taps})"
+        extra = "" if self.offset is None else ", offset=..."
+        return f"ApproxEmulator({self.mul.name!r}, pad_taps={self.pad_taps}{extra})"
 
 
 def _lookup(library: Any, name: str, layer: str) -> AppMul:
@@ -90,7 +97,7 @@ def _lookup(library: Any, name: str, layer: str) -> AppMul:
 
 
 def approximate_(model: nn.Module, assignment: Mapping[str, str], library: Any,
-                 pad_taps: bool = True) -> nn.Module:
+                 pad_taps: bool = True, offsets: Mapping[str, Any] | None = None) -> nn.Module:
     """Emulate the multipliers of `assignment` in the quantized layers of `model`, in place.
 
     Every emulator already present is removed first, so the call sets exactly `assignment`; layers not
@@ -101,13 +108,15 @@ def approximate_(model: nn.Module, assignment: Mapping[str, str], library: Any,
         assignment: ``{layer name: multiplier name}``.
         library: a `fames.multipliers.library.Library` (anything with ``get(name) -> AppMul``).
         pad_taps: padded conv taps multiply activation code 0 (True) or are skipped (False).
+        offsets: ``{layer: per-output-channel accumulator offsets}`` of mean-error compensation (see
+            `fames.select`, ``Selection.offsets``), for layers of `assignment`.
 
     Returns:
         `model`.
 
     Raises:
-        ValueError: unknown layer, unknown multiplier, or a multiplier whose operand format differs from
-            the layer's.
+        ValueError: unknown layer, unknown multiplier, a multiplier whose operand format differs from
+            the layer's, or offsets for a layer not in `assignment` or of the wrong length.
 
     Example:
         >>> approximate_(model, {"features.0": "u4xs4_trunc_k3"}, builtin_library())  # doctest: +SKIP
@@ -130,12 +139,25 @@ def approximate_(model: nn.Module, assignment: Mapping[str, str], library: Any,
                 f"layer {layer_name!r} needs operand format {fmt.name} but multiplier {mul_name!r} is "
                 f"{mul.fmt.name}"
             )
-        emulators[layer_name] = ApproxEmulator(mul, pad_taps)
+        emulators[layer_name] = ApproxEmulator(mul, pad_taps, _offset(layers[layer_name], layer_name, offsets))
+    for layer_name in offsets or {}:
+        if layer_name not in assignment:
+            raise ValueError(f"offsets given for layer {layer_name!r}, which the assignment does not name")
     restore_(model)
     for layer_name, emulator in emulators.items():
         layers[layer_name].emulator = emulator
         layers[layer_name].multiplier_name = emulator.mul.name
     return model
+
+
+def _offset(layer: QuantLayer, name: str, offsets: Mapping[str, Any] | None) -> torch.Tensor | None:
+    if not offsets or name not in offsets:
+        return None
+    value = torch.as_tensor(offsets[name], dtype=torch.float64).reshape(-1)
+    n_out = layer.weight.shape[0]
+    if value.numel() != n_out or not torch.isfinite(value).all():
+        raise ValueError(f"layer {name!r}: offsets need {n_out} finite values, got {value.numel()}")
+    return value if torch.any(value != 0) else None
 
 
 def restore_(model: nn.Module) -> nn.Module:
@@ -169,3 +191,32 @@ def load_assignment(path: str | os.PathLike) -> dict[str, str]:
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ValueError(f"{path}: an assignment must be a JSON object {{layer name: multiplier name}}")
     return data
+
+
+def offsets_path(assignment_path: str | os.PathLike) -> Path:
+    """Where the compensation offsets of an assignment file live: ``x.json`` -> ``x.offsets.json``."""
+    return Path(assignment_path).with_suffix(".offsets.json")
+
+
+def save_offsets(offsets: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Write compensation offsets ``{layer: [accumulator offset per output channel]}`` as JSON."""
+    path = Path(path)
+    data = {k: [int(v) if float(v).is_integer() else float(v) for v in vals] for k, vals in offsets.items()}
+    path.write_text(json.dumps(data, sort_keys=True) + "\n")
+    return path
+
+
+def load_offsets(path: str | os.PathLike) -> dict[str, list[float]]:
+    """Read offsets written by `save_offsets`.
+
+    Raises:
+        ValueError: the file is not a JSON object of layer names to lists of numbers.
+    """
+    data = json.loads(Path(path).read_text())
+    ok = isinstance(data, dict) and all(
+        isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        for v in data.values())
+    if not ok:
+        raise ValueError(f"{path}: offsets must be a JSON object {{layer name: [number per output channel]}}")
+    return {k: [float(x) for x in v] for k, v in data.items()}
+

@@ -18,7 +18,7 @@ from fames.errors import UsageError
 from fames.report.html import write_html
 from fames.report.markdown import write_markdown
 from fames.report.plots import PLOTS, write_plots
-from fames.report.summary import write_assignment, write_summary
+from fames.report.summary import write_assignment, write_offsets, write_summary
 from fames.report.verilog import write_verilog
 
 
@@ -59,6 +59,7 @@ def write_report(result: Any, out_dir: str | os.PathLike, force: bool = False) -
     try:
         write_summary(result.summary(), tmp)
         write_assignment(result.assignment, tmp)
+        write_offsets(result.offsets, tmp)
         plots = write_plots(result, tmp)
         write_markdown(result, plots, tmp)
         write_html(result, plots, tmp)

@@ -33,3 +33,13 @@ def write_assignment(assignment: dict[str, str], out_dir: Path) -> Path:
     from fames.emulation.api import save_assignment
 
     return save_assignment(assignment, Path(out_dir) / "assignment.json")
+
+
+def write_offsets(offsets: dict[str, list[int]], out_dir: Path) -> Path | None:
+    """Write ``assignment.offsets.json`` (``{layer: accumulator offset per output channel}``, read back
+    together with ``assignment.json`` by ``--assignment``) when there are any."""
+    from fames.emulation.api import offsets_path, save_offsets
+
+    if not offsets:
+        return None
+    return save_offsets(offsets, offsets_path(Path(out_dir) / "assignment.json"))

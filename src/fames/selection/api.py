@@ -13,6 +13,7 @@ from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
 from fames.selection.budget import BudgetResult, DropBound, ParetoPoint, search_budget
 from fames.selection.evaluate import ApplyFn, default_apply, make_evaluator
 from fames.selection.ilp import build_problem
+from fames.sensitivity.compensation import OffsetTable, choose_compensation
 from fames.sensitivity.counting import counting_matrices
 from fames.sensitivity.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, layer_sensitivities, sensitivity_table
 
@@ -38,6 +39,12 @@ class Selection:
         evaluations: emulated evaluations run (whole or prefix of the validation split).
         evaluation_passes: their cost in full validation passes.
         timings: seconds per stage (counting, estimation, ilp_sweep, evaluation, total).
+        evaluation_passes: cost of the evaluations in full validation passes.
+        offsets: ``{layer: accumulator offsets per output channel}`` of mean-error compensation (layers
+            with a non-zero offset only; empty without compensation). Apply with `apply`.
+        offset_table: offsets of any (layer, multiplier) pair, e.g. for the Pareto points; None without
+            compensation.
+        pad_taps: padding convention of the selection.
     """
 
     assignment: dict[str, str]
@@ -55,6 +62,25 @@ class Selection:
     evaluations: int
     timings: dict[str, float] = field(default_factory=dict)
     evaluation_passes: float = 0.0
+    offsets: dict[str, list[int]] = field(default_factory=dict)
+    offset_table: OffsetTable | None = None
+    pad_taps: bool = True
+
+    @property
+    def compensated(self) -> bool:
+        """Whether the selection used mean-error compensation."""
+        return self.offset_table is not None
+
+    def offsets_for(self, assignment: dict[str, str]) -> dict[str, list[int]] | None:
+        """Compensation offsets of any assignment over the same candidates (None without compensation)."""
+        return None if self.offset_table is None else self.offset_table.for_assignment(assignment)
+
+    def apply(self, model: nn.Module, library, assignment: dict[str, str] | None = None) -> nn.Module:
+        """Emulate `assignment` (default: the selection's) in `model` with its compensation offsets."""
+        from fames.emulation.api import approximate_
+
+        chosen = self.assignment if assignment is None else assignment
+        return approximate_(model, chosen, library, pad_taps=self.pad_taps, offsets=self.offsets_for(chosen))
 
 
 def select(
@@ -73,6 +99,7 @@ def select(
     batch_size: int = 256,
     apply_fn: ApplyFn | None = None,
     seed: int = 0,
+    compensate: bool = True,
 ) -> Selection:
     """Pick a multiplier per quantized layer: least multiplier energy within an accuracy budget.
 
@@ -89,26 +116,33 @@ def select(
         n_taus: size of the tau sweep.
         max_evaluations: approximate candidates evaluated at most.
         batch_size: batch size of the counting and evaluation passes.
-        apply_fn: ``(model, assignment, library)``; default `approximate_` with `pad_taps`.
+        apply_fn: ``(model, assignment, library)``; default `approximate_` with `pad_taps` (and the
+            compensation offsets). A custom one needs ``compensate=False``.
         seed: bootstrap seed.
+        compensate: where the estimate says it helps, remove a multiplier's mean error per output channel
+            with a constant on the accumulator (free: it rides on the bias addition;
+            `fames.sensitivity.compensation`); the estimates and every evaluation include it.
 
     Returns:
         A `Selection`.
 
     Raises:
-        ValueError: unknown estimator, negative budget, or a layer without candidates.
+        ValueError: unknown estimator, negative budget, a layer without candidates, or a custom
+            `apply_fn` with compensation.
 
     Example:
         >>> # sel = fames.select(qnet, builtin_library(), (x_cal, y_cal), (x_val, y_val), 1.0)
-        >>> # approximate_(qnet, sel.assignment, lib); sel.reduction_pct
+        >>> # sel.apply(qnet, lib)  # the assignment with its compensation offsets; sel.reduction_pct
     """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
     if max_accuracy_drop < 0:
         raise ValueError(f"max_accuracy_drop must be >= 0 points, got {max_accuracy_drop}")
-    apply_fn = apply_fn or default_apply(pad_taps)
+    if apply_fn is not None and compensate:
+        raise ValueError("a custom apply_fn cannot apply compensation offsets: pass compensate=False")
     t0 = time.perf_counter()
-    apply_fn(model, {}, library)  # count at the exact model
+    model_apply = apply_fn or default_apply(pad_taps)
+    model_apply(model, {}, library)  # count at the exact model
     counts = counting_matrices(model, calibration, groups=groups, pad_taps=pad_taps, batch_size=batch_size)
     t_count = time.perf_counter() - t0
 
@@ -118,6 +152,12 @@ def select(
         log.warning("skipping %d multipliers without hardware figures",
                     len(list(library)) - len(characterised))
     table = sensitivity_table(counts, characterised, estimator)
+    offsets = None
+    if compensate:
+        table, pairs = choose_compensation(table, sensitivity_table(counts, characterised, estimator, True))
+        offsets = OffsetTable({n: lc.channel for n, lc in counts.layers.items() if lc.channel is not None},
+                              library, pairs)
+    apply_fn = apply_fn or default_apply(pad_taps, offsets)
     for layer, cands in table.items():
         if not cands:
             fmt = counts.layers[layer].fmt.name
@@ -152,4 +192,7 @@ def select(
         evaluations=budget.evaluations,
         timings=timings,
         evaluation_passes=budget.passes,
+        offsets=offsets.for_assignment(budget.assignment) if offsets is not None else {},
+        offset_table=offsets,
+        pad_taps=pad_taps,
     )

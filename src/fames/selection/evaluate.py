@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fames.sensitivity.compensation import OffsetTable
+
 Evaluator = Callable[[nn.Module], np.ndarray]
 ApplyFn = Callable[[nn.Module, Mapping[str, str], object], object]
 
@@ -94,12 +96,14 @@ def make_evaluator(x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> D
     return DatasetEvaluator(x, y, batch_size)
 
 
-def default_apply(pad_taps: bool = True) -> ApplyFn:
-    """`fames.emulation.api.approximate_` with the given padding convention (imported lazily)."""
+def default_apply(pad_taps: bool = True, offsets: OffsetTable | None = None) -> ApplyFn:
+    """`fames.emulation.api.approximate_` with the given padding convention (imported lazily), and the
+    mean-error compensation offsets of `offsets` when given."""
 
     def apply(model: nn.Module, assignment: Mapping[str, str], library: object) -> object:
         from fames.emulation.api import approximate_
 
-        return approximate_(model, assignment, library, pad_taps=pad_taps)
+        extra = offsets.for_assignment(assignment) if offsets is not None else None
+        return approximate_(model, assignment, library, pad_taps=pad_taps, offsets=extra)
 
     return apply

@@ -51,6 +51,7 @@ from torch import nn
 from fames.multipliers.formats import OperandFormat
 from fames.quant.api import quant_layers
 from fames.quant.layers import QConv2d, QLinear, QuantLayer
+from fames.sensitivity.compensation import ChannelStats, tap_histogram
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class LayerCounts:
         groups: ``(G, |A|, |W|)`` sums of per-sample matrices of each micro-batch (see module docstring).
         group_sizes: samples per group, shape ``(G,)``.
         method: ``"weight"``, ``"activation"`` or ``"unfold"`` split used on the last batch.
+        channel: per-channel statistics for mean-error compensation (`fames.sensitivity.compensation`).
     """
 
     name: str
@@ -87,6 +89,7 @@ class LayerCounts:
     groups: np.ndarray
     group_sizes: np.ndarray
     method: str = "weight"
+    channel: ChannelStats | None = None
 
     @property
     def n_samples(self) -> int:
@@ -155,6 +158,10 @@ class _Accumulator:
         self.n_groups = groups
         self.used_method = method
         self.saved: dict | None = None
+        self.channel_grads: torch.Tensor | None = None  # (G, O) float64
+        self.taps: torch.Tensor | None = None  # (K, |A|) float64
+        self.positions = 0
+        self.weight_index: np.ndarray | None = None
 
     def forward_hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -189,6 +196,7 @@ class _Accumulator:
             raise TypeError(f"unsupported layer type {type(self.layer).__name__}")
         x_idx = (x - self.a_min).round().long()
         w_idx = (w - self.w_min).round().long()
+        self._channel_stats(op, x_idx, w_idx, gs, group_of_sample)
         present_groups = torch.unique(group_of_sample)
         method = self.method
         if method == "auto":
@@ -206,6 +214,31 @@ class _Accumulator:
                 self.sums = torch.zeros(self.n_groups, self.n_a, self.n_w, dtype=torch.float64)
             self.sums += block.to("cpu", torch.float64)
         np.add.at(self.sizes, group_of_sample.cpu().numpy(), 1)
+
+    def _channel_stats(self, op: _ConvOp | _LinearOp, x_idx: torch.Tensor, w_idx: torch.Tensor,
+                       gs: torch.Tensor, group_of_sample: torch.Tensor) -> None:
+        """Accumulate what mean-error compensation needs: per-group channel gradient sums, tap histograms."""
+        per_sample = gs.sum(dim=(2, 3)) if gs.dim() == 4 else gs.sum(dim=1)  # (N, O)
+        if self.channel_grads is None:
+            self.channel_grads = torch.zeros(self.n_groups, per_sample.shape[1], dtype=torch.float64)
+        self.channel_grads.index_add_(0, group_of_sample.cpu(), per_sample.to("cpu", torch.float64))
+        if isinstance(op, _ConvOp):
+            xp = op.pad_codes(x_idx, self.n_a)
+            hist = tap_histogram(xp, self.n_a, (op.kernel_size, op.kw["stride"], op.kw["dilation"],
+                                                tuple(gs.shape[2:])))
+        else:
+            hist = tap_histogram(x_idx, self.n_a)
+        self.taps = hist if self.taps is None else self.taps + hist
+        self.positions += gs.numel() // op.out_features(gs)
+        if self.weight_index is None:
+            self.weight_index = w_idx.reshape(w_idx.shape[0], -1).cpu().numpy()
+
+    def channel_stats(self, keep: np.ndarray) -> ChannelStats | None:
+        """The accumulated `ChannelStats` for the non-empty groups `keep`."""
+        if self.channel_grads is None or self.taps is None or self.weight_index is None:
+            return None
+        return ChannelStats(self.channel_grads.numpy()[keep], self.taps.numpy(), self.positions,
+                            self.weight_index, getattr(self.layer, "groups", 1))
 
     def _weight_split(self, op: _ConvOp | _LinearOp, x: torch.Tensor, x_idx: torch.Tensor,
                       w_idx: torch.Tensor, gs: torch.Tensor, group_of_sample: torch.Tensor) -> torch.Tensor:
@@ -479,7 +512,8 @@ def counting_matrices(
     for n, acc in accs.items():
         keep = acc.sizes > 0
         sums = acc.matrices().numpy()[keep]
-        result[n] = LayerCounts(n, acc.fmt, sums.sum(axis=0) / seen, sums, acc.sizes[keep], acc.used_method)
+        result[n] = LayerCounts(n, acc.fmt, sums.sum(axis=0) / seen, sums, acc.sizes[keep], acc.used_method,
+                                acc.channel_stats(keep))
     memory = sum(lc.memory_bytes for lc in result.values())
     seconds = time.perf_counter() - start
     log.info("counting matrices: %d layers, %d samples, %.1f MB, %.2f s", len(result), seen, memory / 1e6,

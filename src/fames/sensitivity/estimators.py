@@ -67,14 +67,16 @@ ESTIMATORS: dict[str, Estimator] = {
 DEFAULT_ESTIMATOR = "abs"
 
 
-def estimate_layer(counts: LayerCounts, muls: Iterable[AppMul], estimator: str = DEFAULT_ESTIMATOR
-                   ) -> dict[str, float]:
+def estimate_layer(counts: LayerCounts, muls: Iterable[AppMul], estimator: str = DEFAULT_ESTIMATOR,
+                   compensate: bool = False) -> dict[str, float]:
     """Estimates of the mean-loss change for each multiplier in `muls` on one layer.
 
     Args:
         counts: the layer's counting matrices.
         muls: AppMuls of the layer's operand format (others raise).
         estimator: a key of `ESTIMATORS`.
+        compensate: estimate the multiplier with its mean error removed by an accumulator offset
+            (`fames.sensitivity.compensation`); needs ``counts.channel``.
 
     Returns:
         ``{mul name: estimate}``; exact multipliers get exactly 0.
@@ -95,12 +97,19 @@ def estimate_layer(counts: LayerCounts, muls: Iterable[AppMul], estimator: str =
     errors = np.stack([m.error_table.astype(np.float64) for m in muls])  # (M, |A|, |W|)
     first = np.einsum("ab,mab->m", counts.total, errors)
     t = np.einsum("gab,mab->mg", counts.groups, errors)
+    if compensate:
+        if counts.channel is None:
+            raise ValueError(f"layer {counts.name!r}: counting matrices without channel statistics")
+        offsets = counts.channel.offsets(errors)  # (M, O)
+        shift = offsets @ counts.channel.grads.T  # (M, G): sum_o G_{g,o} offset_o
+        t = t - shift
+        first = first - shift.sum(axis=1) / counts.n_samples
     values = fn(first, t, counts.group_sizes.astype(np.float64), counts.n_samples)
     return {m.name: (0.0 if m.is_exact else float(v)) for m, v in zip(muls, values, strict=True)}
 
 
-def sensitivity_table(counts: CountingResult, library: Iterable[AppMul], estimator: str = DEFAULT_ESTIMATOR
-                      ) -> dict[str, dict[str, float]]:
+def sensitivity_table(counts: CountingResult, library: Iterable[AppMul], estimator: str = DEFAULT_ESTIMATOR,
+                      compensate: bool = False) -> dict[str, dict[str, float]]:
     """Estimate every (layer, multiplier) candidate: one small dot product per pair.
 
     Args:
@@ -108,6 +117,7 @@ def sensitivity_table(counts: CountingResult, library: Iterable[AppMul], estimat
         library: any iterable of AppMul (a `fames.multipliers.library.Library` included); every layer
             gets the multipliers of its operand format.
         estimator: a key of `ESTIMATORS`.
+        compensate: estimate with mean-error compensation (see `estimate_layer`).
 
     Returns:
         ``{layer: {mul name: estimated change of the mean calibration loss}}``.
@@ -122,7 +132,7 @@ def sensitivity_table(counts: CountingResult, library: Iterable[AppMul], estimat
         cands = [m for m in muls if m.fmt == lc.fmt]
         if not cands:
             log.warning("no multiplier of format %s for layer %s", lc.fmt.name, name)
-        table[name] = estimate_layer(lc, cands, estimator)
+        table[name] = estimate_layer(lc, cands, estimator, compensate)
     return table
 
 
