@@ -159,8 +159,10 @@ def check_budget(points: float) -> float:
     return float(points)
 
 
-def layer_rows(model: nn.Module, macs: Mapping[str, int], energy: EnergyReport, library: Any) -> list[dict]:
-    """Per-layer table: format, bits, MACs, multiplier, energies (per sample and per operation)."""
+def layer_rows(model: nn.Module, macs: Mapping[str, int], energy: EnergyReport, library: Any,
+               offsets: Mapping[str, Any] | None = None) -> list[dict]:
+    """Per-layer table: format, bits, MACs, multiplier, energies (per sample and per operation), and
+    whether the layer carries mean-error compensation offsets."""
     bits = bits_of(model)
     specs = layer_specs(model)
     rows = []
@@ -170,7 +172,8 @@ def layer_rows(model: nn.Module, macs: Mapping[str, int], energy: EnergyReport, 
                      "a_bits": bits[name]["a"], "macs": int(macs[name]), "multiplier": per["multiplier"],
                      "energy_pj": per["energy_pj"], "reference_pj": per["reference_pj"],
                      "energy_per_op_pj": library.get(per["multiplier"]).energy_pj,
-                     "exact": library.get(per["multiplier"]).is_exact})
+                     "exact": library.get(per["multiplier"]).is_exact,
+                     "compensated": name in (offsets or {})})
     return rows
 
 
@@ -336,7 +339,7 @@ def run_pipeline(
         assignment=chosen, energy=energy, accuracy_float=meta.get("float_test_accuracy"),
         accuracy_quantized=acc_q, accuracy_approximate=acc_a, val_accuracy_exact=float(val_exact),
         val_accuracy_approximate=float(val_approx), drop=drop, explanation=why, pareto=pareto,
-        loss_points=points, layers=layer_rows(model, macs, energy, library), timings=times, inputs=info,
+        loss_points=points, layers=layer_rows(model, macs, energy, library, offsets), timings=times, inputs=info,
         config=cfg, library=library, selection=sel, offsets=offsets,
     )
 

@@ -208,6 +208,17 @@ def test_select_prints_selection(inputs, tmp_path, capsys):
     assert {"energy_reduction", "accuracy_quantized", "accuracy_approximate", "accuracy_drop",
             "selection_seconds"} <= set(summary)
     assert summary["accuracy_float"] is None
+    offsets_file = offsets_path(tmp_path / "a.json")
+    assert summary["accumulator_offsets"] == (load_offsets(offsets_file) if offsets_file.is_file() else {})
+    # the saved assignment (with its offsets) evaluates to the selection's test accuracy
+    code, out, err = _run(["select", ckpt, "--library", inputs["library"], "--calibration", "128",
+                           "--json", "--assignment", tmp_path / "a.json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["accuracy_approximate"] == pytest.approx(summary["accuracy_approximate"])
+    offsets_file.write_text("[1]")
+    code, out, err = _run(["select", ckpt, "--library", inputs["library"], "--assignment", tmp_path / "a.json"],
+                          capsys)
+    assert code == 2 and "offsets file" in err and "Traceback" not in err
 
 
 def test_auto_bits_and_qat(inputs, tmp_path, capsys):

@@ -9,6 +9,7 @@ from emulation_ref import random_appmul, ref_conv2d, ref_linear
 from torch import nn
 
 from fames.emulation import approximate_, assignment_of, load_assignment, restore_, save_assignment
+from fames.emulation.api import load_offsets, offsets_path, save_offsets
 from fames.multipliers.appmul import AppMul
 from fames.multipliers.library import Library
 from fames.quant.api import quant_layers, quantize_
@@ -118,6 +119,17 @@ def test_assignment_json_round_trip(tmp_path) -> None:
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="JSON object"):
         load_assignment(tmp_path / "bad.json")
+
+
+def test_offsets_json_round_trip(tmp_path) -> None:
+    offsets = {"features.0": [3, -2, 0], "fc": [0.5, 1]}
+    path = save_offsets(offsets, offsets_path(tmp_path / "a.json"))
+    assert path.name == "a.offsets.json"
+    assert load_offsets(path) == {"features.0": [3.0, -2.0, 0.0], "fc": [0.5, 1.0]}
+    for bad in ("[1, 2]", '{"fc": "x"}', '{"fc": [true]}'):
+        (tmp_path / "bad.json").write_text(bad)
+        with pytest.raises(ValueError, match="JSON object"):
+            load_offsets(tmp_path / "bad.json")
 
 
 def test_weight_plan_follows_weight_updates() -> None:

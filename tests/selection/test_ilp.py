@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -122,3 +123,14 @@ def test_clipped_problem_matches_brute_force(seed: int) -> None:
         else:
             assert sol.optimal and sol.cost == pytest.approx(want, rel=1e-7, abs=1e-9)
             assert 0.0 <= sol.risk <= tau + 1e-6
+
+
+def test_solver_output_never_reaches_stdout(capfd) -> None:
+    """C-level prints during the solve (some HiGHS builds printf debug lines) go to stderr, not stdout."""
+    from fames.selection import ilp
+
+    with ilp._stdout_to_stderr():
+        os.write(1, b"native print\n")
+    print("after", flush=True)
+    out, err = capfd.readouterr()
+    assert "native print" in err and "native print" not in out and "after" in out

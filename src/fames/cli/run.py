@@ -302,7 +302,8 @@ def print_result(result, out: Path | None, as_json: bool, title: str = "fames") 
           f"{result.accuracy_approximate:.2f} % (drop {result.accuracy_drop:.2f} pt)")
     print(f"  selection time                   {result.selection_seconds:6.1f} s")
     for row in result.layers:
-        print(f"    {row['name']:20s} {row['format']:8s} {row['multiplier']}")
+        mark = "  + mean-error offsets" if row.get("compensated") else ""
+        print(f"    {row['name']:20s} {row['format']:8s} {row['multiplier']}{mark}")
     if out is not None:
         print(f"report: {out / 'report.html'}")
 

@@ -2,7 +2,7 @@
 
 Layout of ``out_dir``::
 
-    summary.json  assignment.json  report.md  report.html  plots/*.png
+    summary.json  assignment.json  [assignment.offsets.json]  report.md  report.html  plots/*.png
     verilog/{*.v, manifest.json, manifest.csv}
 """
 

@@ -40,9 +40,10 @@ def key_figures(result: Any) -> list[tuple[str, str]]:
 def layer_table(result: Any) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-layer table."""
     total = sum(r["energy_pj"] for r in result.layers) or 1.0
-    head = ["layer", "format", "w/a bits", "MACs", "multiplier", "pJ/op", "energy share"]
+    head = ["layer", "format", "w/a bits", "MACs", "multiplier", "mean-error offsets", "pJ/op", "energy share"]
     rows = [[r["name"], r["format"], f"{r['w_bits']}/{r['a_bits']}", f"{r['macs']:,}", r["multiplier"],
-             f"{r['energy_per_op_pj']:.4g}", f"{100 * r['energy_pj'] / total:.1f} %"] for r in result.layers]
+             "yes" if r.get("compensated") else "-", f"{r['energy_per_op_pj']:.4g}",
+             f"{100 * r['energy_pj'] / total:.1f} %"] for r in result.layers]
     return head, rows
 
 
@@ -67,9 +68,10 @@ def render_markdown(result: Any, plots: dict[str, str]) -> str:
     prov += [[f"sha256 {k}", f"`{v}`"] for k, v in result.inputs.get("hashes", {}).items()]
     prov.append(["fames version", result.fames_version])
     parts += ["## Inputs and provenance", "", _md_table(["", ""], prov), "",
-              "Files: `summary.json` (all figures), `assignment.json` (load with "
-              "`fames.emulation.api.load_assignment` + `approximate_`), `verilog/` (chosen multipliers and "
-              "`manifest.csv`).", ""]
+              "Files: `summary.json` (all figures), `assignment.json` and, when layers carry mean-error "
+              "compensation, `assignment.offsets.json` (per-channel constants added to the accumulator; load "
+              "with `fames.emulation.api.load_assignment`, `load_offsets` and `approximate_(..., offsets=)`), "
+              "`verilog/` (chosen multipliers and `manifest.csv`).", ""]
     return "\n".join(parts)
 
 

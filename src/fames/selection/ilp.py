@@ -9,8 +9,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,8 +133,9 @@ def solve_knapsack(problem: KnapsackProblem, tau: float, time_limit: float = 60.
         cut_cols = np.array([offsets[layer] + option for cut in cuts for layer, option in cut])
         a_cut = coo_matrix((np.ones(cut_cols.size), (cut_rows, cut_cols)), shape=(len(cuts), n_var))
         constraints.append(LinearConstraint(a_cut, -np.inf, np.array([len(cut) - 1 for cut in cuts])))
-    res = milp(c, constraints=constraints, integrality=np.ones(n_var), bounds=Bounds(0, 1),
-               options={"time_limit": time_limit})
+    with _stdout_to_stderr():
+        res = milp(c, constraints=constraints, integrality=np.ones(n_var), bounds=Bounds(0, 1),
+                   options={"time_limit": time_limit})
     seconds = time.perf_counter() - start
     if res.status != 0 or res.x is None:
         lo = problem.tau_range()[0]
@@ -143,6 +147,24 @@ def solve_knapsack(problem: KnapsackProblem, tau: float, time_limit: float = 60.
     choice = [int(np.argmax(x[offsets[i] : offsets[i + 1]])) for i in range(len(sizes))]
     cost, total_risk = problem.choice_cost(choice)
     return IlpSolution(choice, problem.assignment(choice), cost, total_risk, tau, True, res.message, seconds)
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send file descriptor 1 to stderr meanwhile: some HiGHS builds ``printf`` debug lines (e.g.
+    ``HighsMipSolverData::transformNewIntegerFeasibleSolution``) that would corrupt ``--json`` output."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real descriptor 1 (embedded interpreters): nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _exact_solution(problem: KnapsackProblem, tau: float, message: str, seconds: float) -> IlpSolution:

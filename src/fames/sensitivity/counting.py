@@ -34,6 +34,10 @@ reference checkpoint (1024 images, 256 groups, one CPU thread) that is the unfol
 Padding: with ``pad_taps=True`` (the default, as in emulation and in hardware that feeds padded
 positions through the multiplier) padded taps are counted under activation code 0; with
 ``pad_taps=False`` (accelerators that skip padded taps) they are not counted at all.
+
+The same pass also fills ``LayerCounts.channel`` (`fames.sensitivity.compensation.ChannelStats`): the
+per-group sums of ``g s_a s_w`` per output channel and the activation-code histogram of every kernel tap,
+which is all that mean-error compensation and its estimates need.
 """
 
 from __future__ import annotations
