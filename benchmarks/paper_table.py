@@ -6,7 +6,10 @@ Run (from the repository root):
         [--ga-pop 32 --ga-gen 30] [--ga-time-limit SECONDS] [--checkpoint-dir DIR] [--library FILE] \
         [--ga-from RECORD] [--no-compensation]
 
-The committed record: ``--threads 1 --ga-time-limit 420`` (one run, GA included).
+The committed record: ``--threads 1 --ga-time-limit 420`` (one run, GA included). Also committed:
+``--threads 1 --no-ga --no-compensation --results benchmarks/results/ablation_no_compensation`` (the ablation)
+and ``--threads 1 --models lenet --ga-gen 400 --ga-time-limit 2400 --results benchmarks/results/ga_long_lenet``
+(a 40-minute GA, to see how far it climbs).
 
 FAMES runs as `fames.select` does by default, with mean-error compensation (per-channel accumulator
 offsets where the estimate says they help; ``--no-compensation`` for the ablation). The genetic baseline is
