@@ -39,9 +39,6 @@ class Selection:
         evaluations: emulated evaluations run (whole or prefix of the validation split).
         evaluation_passes: their cost in full validation passes.
         timings: seconds per stage (counting, estimation, ilp_sweep, evaluation, total).
-        evaluation_passes: cost of the evaluations in full validation passes.
-        offsets: ``{layer: accumulator offsets per output channel}`` of mean-error compensation (layers
-            with a non-zero offset only; empty without compensation). Apply with `apply`.
         offset_table: offsets of any (layer, multiplier) pair, e.g. for the Pareto points; None without
             compensation.
         pad_taps: padding convention of the selection.
@@ -62,9 +59,14 @@ class Selection:
     evaluations: int
     timings: dict[str, float] = field(default_factory=dict)
     evaluation_passes: float = 0.0
-    offsets: dict[str, list[int]] = field(default_factory=dict)
     offset_table: OffsetTable | None = None
     pad_taps: bool = True
+
+    @property
+    def offsets(self) -> dict[str, list[int]]:
+        """``{layer: accumulator offsets per output channel}`` of the chosen assignment's mean-error
+        compensation (layers with a non-zero offset only; empty without compensation)."""
+        return self.offsets_for(self.assignment) or {}
 
     @property
     def compensated(self) -> bool:
@@ -141,8 +143,7 @@ def select(
     if apply_fn is not None and compensate:
         raise ValueError("a custom apply_fn cannot apply compensation offsets: pass compensate=False")
     t0 = time.perf_counter()
-    model_apply = apply_fn or default_apply(pad_taps)
-    model_apply(model, {}, library)  # count at the exact model
+    (apply_fn or default_apply(pad_taps))(model, {}, library)  # count at the exact model
     counts = counting_matrices(model, calibration, groups=groups, pad_taps=pad_taps, batch_size=batch_size)
     t_count = time.perf_counter() - t0
 
@@ -155,8 +156,7 @@ def select(
     offsets = None
     if compensate:
         table, pairs = choose_compensation(table, sensitivity_table(counts, characterised, estimator, True))
-        offsets = OffsetTable({n: lc.channel for n, lc in counts.layers.items() if lc.channel is not None},
-                              library, pairs)
+        offsets = OffsetTable({n: lc.channel for n, lc in counts.layers.items()}, library, pairs)
     apply_fn = apply_fn or default_apply(pad_taps, offsets)
     for layer, cands in table.items():
         if not cands:
@@ -192,7 +192,6 @@ def select(
         evaluations=budget.evaluations,
         timings=timings,
         evaluation_passes=budget.passes,
-        offsets=offsets.for_assignment(budget.assignment) if offsets is not None else {},
         offset_table=offsets,
         pad_taps=pad_taps,
     )

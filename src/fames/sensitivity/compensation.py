@@ -126,15 +126,6 @@ class OffsetTable:
                 self._cache[key] = stats.offsets(mul.error_table[None].astype(np.float64))[0]
         return self._cache[key]
 
-    def prefill(self, layer: str, muls: Iterable[AppMul]) -> None:
-        """Compute the offsets of many multipliers of one layer in one product."""
-        todo = [m for m in muls if (layer, m.name) not in self._cache and not m.is_exact
-                and (self.pairs is None or (layer, m.name) in self.pairs)]
-        if todo:
-            table = self.stats[layer].offsets(np.stack([m.error_table for m in todo]))
-            for m, row in zip(todo, table, strict=True):
-                self._cache[(layer, m.name)] = row
-
     def for_assignment(self, assignment: Mapping[str, str]) -> dict[str, list[int]]:
         """``{layer: offsets}`` of the layers of `assignment` with a non-zero offset (JSON-ready ints)."""
         out = {}
