@@ -9,7 +9,7 @@ import math
 import platform
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,25 @@ def checkpoint_paths(models: Sequence[str], directory: Path) -> dict[str, Path]:
     return found
 
 
-def load_reference(name: str, path: Path, calibration_size: int = CALIBRATION_SIZE, seed: int = 0
-                   ) -> Reference:
-    """Load a checkpoint, its dataset (from the header) and a seeded calibration subset of train."""
+def load_reference(name: str, path: Path, calibration_size: int = CALIBRATION_SIZE, seed: int = 0,
+                   device: str = "cpu") -> Reference:
+    """Load a checkpoint, its dataset (from the header) and a seeded calibration subset of train, all on
+    `device` (the calibration subset is drawn on the CPU first, so it does not depend on the device)."""
     model, header = load_checkpoint(path)
     data = load_dataset(header.get("dataset", "fashion-mnist"))
-    return Reference(name, path, model, header, data, data.train.subset(calibration_size, seed=seed))
+    calibration = data.train.subset(calibration_size, seed=seed)
+    if device != "cpu":
+        dev = torch.device(device)
+        model = model.to(dev)
+        data = replace(data, train=to_device(data.train, dev), val=to_device(data.val, dev),
+                       test=to_device(data.test, dev))
+        calibration = to_device(calibration, dev)
+    return Reference(name, path, model, header, data, calibration)
+
+
+def to_device(split: Split, device: torch.device) -> Split:
+    """A copy of `split` whose tensors live on `device`."""
+    return Split(split.x.to(device), split.y.to(device))
 
 
 def open_library(path: str | None) -> tuple[Library, str]:
@@ -123,10 +136,13 @@ def finite(value: float) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def environment(threads: int) -> dict[str, Any]:
+def environment(threads: int, device: str = "cpu") -> dict[str, Any]:
     """Where the numbers were measured."""
-    return {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
-            "threads": threads, "machine": platform.machine()}
+    env = {"python": sys.version.split()[0], "torch": torch.__version__, "platform": platform.platform(),
+           "threads": threads, "machine": platform.machine(), "device": device}
+    if torch.device(device).type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return env
 
 
 def fmt_num(value: Any, digits: int = 3) -> str:

@@ -127,6 +127,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu",
+                   help="torch device of model and data, for FAMES and the GA alike (e.g. cuda)")
     p.add_argument("--results", type=Path, default=None, help="results folder (default benchmarks/results)")
     args = p.parse_args(argv)
     args.ga_pop = args.ga_pop or (12 if args.quick else 32)
@@ -232,7 +234,7 @@ def plot_convergence(name: str, history: Sequence[dict[str, Any]], fames_reducti
 
 def run_model(name: str, path: Path, library, args: argparse.Namespace, results: Path) -> dict[str, Any]:
     """Every figure of the table for one model."""
-    ref = load_reference(name, path, args.calibration, args.seed)
+    ref = load_reference(name, path, args.calibration, args.seed, args.device)
     approximate_(ref.model, {}, library)
     macs = count_macs(ref.model, ref.data.test.x[:1])
     specs = layer_specs(ref.model)
@@ -405,9 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "ga_gen": args.ga_gen, "ga_time_limit": args.ga_time_limit, "ga": not args.no_ga,
                      "seed": args.seed, "batch_size": args.batch_size,
                      "ga_from": str(args.ga_from) if args.ga_from else None,
-                     "compensation": not args.no_compensation,
+                     "compensation": not args.no_compensation, "device": args.device,
                      "estimator": next(iter(models.values()))["estimator"] if models else None},
-        "environment": environment(args.threads),
+        "environment": environment(args.threads, args.device),
         "seconds": time.perf_counter() - start,
     }
     write_outputs("paper_table", record, markdown(record), results)

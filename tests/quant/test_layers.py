@@ -70,3 +70,23 @@ def test_operand_format_and_macs():
     layer(torch.rand(1, 2, 5, 5))
     assert layer.operand_format.name == "u4xs2"
     assert layer.macs_per_sample((5, 5)) == 5 * 5 * 4 * 1 * 9
+
+
+def test_snap_to_integers_rounds_values_and_passes_gradients_straight_through():
+    from fames.quant.layers import snap_to_integers
+
+    exact = torch.tensor([-3.0, 0.0, 7.0, 812345.0])
+    noisy = (exact + torch.tensor([1e-3, -2e-4, 3e-3, -1e-2])).requires_grad_(True)
+    snapped = snap_to_integers(noisy)
+    assert torch.equal(snapped.detach(), exact)
+    (snapped * torch.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+    assert torch.equal(noisy.grad, torch.tensor([1.0, 2.0, 3.0, 4.0]))
+
+
+def test_exact_math_is_a_no_op_off_cuda():
+    from fames.quant.exact_math import exact_math
+
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    with exact_math(torch.device("cpu")):
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before

@@ -37,7 +37,6 @@ taps are skipped (contribute nothing), as on accelerators that do not issue them
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from fames.emulation.plan import INT8_DIGIT_MAX, Choice, PreparedTable, accumulate_dtype, int8_pairs
+from fames.quant.exact_math import exact_math as _exact_math
 
 GATHER_BUDGET = 1.0  # gathered activation chunk <= this many times (activation + output) elements
 MIN_BUDGET = 1 << 20  # elements; below this, never split the batch
@@ -176,23 +176,6 @@ def _padding(padding: int | tuple[int, int] | str, kernel: tuple[int, int], dila
     if isinstance(padding, str):
         raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
     return _pair(padding)
-
-
-@contextlib.contextmanager
-def _exact_math(device: torch.device):
-    """No TF32 on CUDA (it rounds operands to 10-bit mantissas, breaking integer exactness)."""
-    if device.type != "cuda":
-        yield
-        return
-    matmul = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.backends.cudnn.flags(enabled=torch.backends.cudnn.enabled,
-                                        benchmark=torch.backends.cudnn.benchmark,
-                                        deterministic=torch.backends.cudnn.deterministic, allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def _finish(out: torch.Tensor, denom: int) -> torch.Tensor:
@@ -384,7 +367,8 @@ def approx_conv2d(
         ValueError: codes outside the multiplier's format, or no exact float accumulation.
 
     Example:
-        >>> from fames.emulation.plan import prepare
+        >>> from fames.quant.exact_math import exact_math as _exact_math
+from fames.emulation.plan import prepare
         >>> from fames.multipliers.appmul import AppMul
         >>> from fames.multipliers.formats import OperandFormat
         >>> m = AppMul.exact(OperandFormat.parse("u2xs2"))

@@ -14,9 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from fames.multipliers.formats import OperandFormat
+from fames.quant.exact_math import exact_math
 from fames.quant.lsq import LsqQuantizer, check_bits
 
 Emulator = Callable[["QuantLayer", torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def snap_to_integers(acc: torch.Tensor) -> torch.Tensor:
+    """`acc` rounded to the nearest integers, with a straight-through gradient (training still works)."""
+    return acc + (torch.round(acc) - acc).detach()
 
 
 class QuantLayer(nn.Module):
@@ -64,7 +70,11 @@ class QuantLayer(nn.Module):
     def accumulate(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
         """Accumulator with the attached multiplier (exact when no emulator is attached)."""
         if self.emulator is None:
-            return self.integer_op(x_int, w_int)
+            with exact_math(x_int.device):
+                acc = self.integer_op(x_int, w_int)
+            # GPU conv algorithms (Winograd, FFT) leave tiny errors on exact-integer sums; they would move
+            # values across the next layer's rounding and clipping points (seen on an H100).
+            return acc if acc.device.type == "cpu" else snap_to_integers(acc)
         return self.emulator(self, x_int, w_int)
 
     def _scale_shape(self, acc: torch.Tensor) -> tuple[int, ...]:

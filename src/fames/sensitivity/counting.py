@@ -54,6 +54,7 @@ from torch import nn
 
 from fames.multipliers.formats import OperandFormat
 from fames.quant.api import quant_layers
+from fames.quant.exact_math import exact_math
 from fames.quant.layers import QConv2d, QLinear, QuantLayer
 from fames.sensitivity.compensation import ChannelStats, tap_histogram
 
@@ -241,7 +242,7 @@ class _Accumulator:
         """The accumulated `ChannelStats` for the non-empty groups `keep`."""
         if self.channel_grads is None or self.taps is None or self.weight_index is None:
             return None
-        return ChannelStats(self.channel_grads.numpy()[keep], self.taps.numpy(), self.positions,
+        return ChannelStats(self.channel_grads.numpy()[keep], self.taps.cpu().numpy(), self.positions,
                             self.weight_index, getattr(self.layer, "groups", 1))
 
     def _weight_split(self, op: _ConvOp | _LinearOp, x: torch.Tensor, x_idx: torch.Tensor,
@@ -487,23 +488,24 @@ def counting_matrices(
     seen, loss_sum = 0, 0.0
     try:
         for x, y in iter_batches(calibration, batch_size):
-            outputs: dict[str, torch.Tensor] = {}
-            hooks = [m.register_forward_hook(_capture(outputs, n)) for n, m in named.items()]
-            try:
-                with torch.enable_grad():
-                    losses = loss_fn(model(x), y)
-            finally:
-                for h in hooks:
-                    h.remove()
-            if losses.dim() != 1 or losses.shape[0] != len(x):
-                raise ValueError(f"loss_fn must return one loss per sample, got shape {tuple(losses.shape)}")
-            names = [n for n in named if n in outputs]
-            grads = torch.autograd.grad(losses.sum(), [outputs[n] for n in names], allow_unused=True)
-            group_of_sample = (torch.arange(seen, seen + len(x), device=x.device) % groups)
-            for n, g in zip(names, grads, strict=True):
-                if g is None:
-                    g = torch.zeros_like(outputs[n])
-                accs[n].add(g.detach(), group_of_sample)
+            with exact_math(x.device):  # TF32 in the backward pass would blur the (cancelling) sums
+                outputs: dict[str, torch.Tensor] = {}
+                hooks = [m.register_forward_hook(_capture(outputs, n)) for n, m in named.items()]
+                try:
+                    with torch.enable_grad():
+                        losses = loss_fn(model(x), y)
+                finally:
+                    for h in hooks:
+                        h.remove()
+                if losses.dim() != 1 or losses.shape[0] != len(x):
+                    raise ValueError(f"loss_fn must return one loss per sample, got shape {tuple(losses.shape)}")
+                names = [n for n in named if n in outputs]
+                grads = torch.autograd.grad(losses.sum(), [outputs[n] for n in names], allow_unused=True)
+                group_of_sample = (torch.arange(seen, seen + len(x), device=x.device) % groups)
+                for n, g in zip(names, grads, strict=True):
+                    if g is None:
+                        g = torch.zeros_like(outputs[n])
+                    accs[n].add(g.detach(), group_of_sample)
             seen += len(x)
             loss_sum += float(losses.detach().sum())
     finally:
