@@ -68,6 +68,7 @@ from _common import (
 from fames.emulation.api import approximate_
 from fames.multipliers.appmul import AppMul
 from fames.quant.api import quant_layers
+from fames.selection.api import COUNTING_DTYPE
 from fames.selection.evaluate import EvalResult, evaluate_model
 from fames.sensitivity import DEFAULT_ESTIMATOR, ESTIMATORS, counting_matrices, estimate_layer
 from fames.sensitivity.compensation import OffsetTable, choose_compensation
@@ -347,7 +348,7 @@ def run_model(name: str, path: Path, library, args: argparse.Namespace) -> dict[
     approximate_(ref.model, {}, library)
     t_load = time.perf_counter() - t0
     counts = counting_matrices(ref.model, (ref.calibration.x, ref.calibration.y), groups=args.groups,
-                               pad_taps=True)
+                               pad_taps=True, dtype=COUNTING_DTYPE)  # as fames.select counts
     measurer = Measurer(ref, library, test.x, test.y, args.batch_size)
     rows = measure_singles(measurer, cands)
     t_singles, n_singles = measurer.seconds, measurer.evaluations

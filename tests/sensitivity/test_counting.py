@@ -253,6 +253,20 @@ def test_two_quantized_layers_and_frozen_params() -> None:
     assert res.memory_bytes == sum(lc.groups.nbytes + lc.total.nbytes for lc in res.layers.values())
 
 
+@pytest.mark.parametrize("kind", ["plain", "stride_groups", "linear"])
+@pytest.mark.parametrize("method", ["weight", "activation", "unfold"])
+def test_float32_convolutions_stay_close_to_brute_force(kind: str, method: str) -> None:
+    """What `fames.select` uses: float32 counting convolutions, float64 sums."""
+    model, x, y = _setup(kind)
+    ref = brute_force_counts(model.layer, x, _per_sample_grad(model, x, y), True)
+    lc = counting_matrices(model, (x, y), groups=100, method=method, batch_size=4,
+                           dtype=torch.float32).layers["layer"]
+    assert lc.groups.dtype == np.float64
+    scale = np.abs(ref).max()
+    assert np.abs(lc.groups - ref).max() <= 1e-5 * scale
+    assert np.abs(lc.total - ref.sum(0) / len(x)).max() <= 1e-5 * scale
+
+
 def test_bad_arguments() -> None:
     model, x, y = _setup("linear")
     with pytest.raises(ValueError, match="method"):

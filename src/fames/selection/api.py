@@ -19,6 +19,10 @@ from fames.sensitivity.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, layer_se
 
 log = logging.getLogger(__name__)
 
+# Counting convolutions in float32 (sums stay float64): ~2x faster on CPUs than float64, the matrices move by
+# ~1e-7 of their largest entry (far below the calibration sample's own noise).
+COUNTING_DTYPE = torch.float32
+
 
 @dataclass
 class Selection:
@@ -144,7 +148,8 @@ def select(
         raise ValueError("a custom apply_fn cannot apply compensation offsets: pass compensate=False")
     t0 = time.perf_counter()
     (apply_fn or default_apply(pad_taps))(model, {}, library)  # count at the exact model
-    counts = counting_matrices(model, calibration, groups=groups, pad_taps=pad_taps, batch_size=batch_size)
+    counts = counting_matrices(model, calibration, groups=groups, pad_taps=pad_taps, batch_size=batch_size,
+                               dtype=COUNTING_DTYPE)
     t_count = time.perf_counter() - t0
 
     t1 = time.perf_counter()

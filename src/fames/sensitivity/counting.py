@@ -247,25 +247,25 @@ class _Accumulator:
 
     def _weight_split(self, op: _ConvOp | _LinearOp, x: torch.Tensor, x_idx: torch.Tensor,
                       w_idx: torch.Tensor, gs: torch.Tensor, group_of_sample: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(self.n_groups * self.n_a, self.n_w, dtype=self.dtype, device=x.device)
+        out = torch.zeros(self.n_groups * self.n_a, self.n_w, dtype=torch.float64, device=x.device)
         shape = [x.shape[0]] + [1] * (x.dim() - 1)
         flat_idx = (group_of_sample.reshape(shape) * self.n_a + x_idx).reshape(-1)
         for v in torch.unique(w_idx).tolist():
             h = op.input_grad(x.shape, (w_idx == v).to(self.dtype), gs)
-            out[:, v] = torch.bincount(flat_idx, weights=h.reshape(-1), minlength=self.n_groups * self.n_a)
+            out[:, v] = torch.bincount(flat_idx, weights=h.reshape(-1).double(), minlength=self.n_groups * self.n_a)
         return out.reshape(self.n_groups, self.n_a, self.n_w)
 
     def _activation_split(self, op: _ConvOp | _LinearOp, x_idx: torch.Tensor, w_idx: torch.Tensor,
                           gs: torch.Tensor, group_of_sample: torch.Tensor,
                           present_groups: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(self.n_groups, self.n_a, self.n_w, dtype=self.dtype, device=x_idx.device)
+        out = torch.zeros(self.n_groups, self.n_a, self.n_w, dtype=torch.float64, device=x_idx.device)
         flat_w = w_idx.reshape(-1)
         for grp in present_groups.tolist():
             sel = group_of_sample == grp
             xg, gg = x_idx[sel], gs[sel]
             for u in torch.unique(xg).tolist():
                 h = op.weight_grad((xg == u).to(self.dtype), w_idx.shape, gg)
-                out[grp, u] = torch.bincount(flat_w, weights=h.reshape(-1), minlength=self.n_w)
+                out[grp, u] = torch.bincount(flat_w, weights=h.reshape(-1).double(), minlength=self.n_w)
         return out
 
 
@@ -322,7 +322,7 @@ class _Accumulator:
         local = torch.searchsorted(present_groups, group_of_sample)
         xp = op.pad_codes(x_idx, self.n_a)
         ids = local.reshape([n] + [1] * (xp.dim() - 1)) * n_a1 + xp  # local row of every code
-        src = op.grad_rows(gs)  # (N * P, Cout), rows in (sample, position) order
+        src = op.grad_rows(gs).to(torch.float64)  # (N * P, Cout), rows in (sample, position) order
         w2 = w_idx.reshape(w_idx.shape[0], -1)
         cout_g = w2.shape[0] // op.groups
         n_rows = gp * n_a1
@@ -336,12 +336,12 @@ class _Accumulator:
             o_sl = slice(grp * cout_g, (grp + 1) * cout_g)
             wk = w2[o_sl, k]
             if dense:
-                h = torch.zeros(n_rows, cout_g, dtype=self.dtype, device=dev)
+                h = torch.zeros(n_rows, cout_g, dtype=torch.float64, device=dev)
                 h.index_put_((rows,), src[:, o_sl], accumulate=True)
                 used = None if all_groups else glob
             else:
                 used, inv = torch.unique(rows, return_inverse=True)
-                h = torch.zeros(used.numel(), cout_g, dtype=self.dtype, device=dev)
+                h = torch.zeros(used.numel(), cout_g, dtype=torch.float64, device=dev)
                 h.index_put_((inv,), src[:, o_sl], accumulate=True)
                 used = glob[used]
             h_t = h.t().to(torch.float64)
@@ -453,7 +453,9 @@ def counting_matrices(
             convs), ``"activation"`` (|A| weight-gradient convs per group present in a batch) or ``"unfold"``
             (one scatter-add per kernel tap).
         batch_size: batch size when `calibration` is a tensor pair.
-        dtype: compute dtype of the counting convolutions (float64 keeps sums exact enough for tests).
+        dtype: dtype of the counting convolutions; every sum is float64 whatever it is. float32 (what
+            `fames.select` uses) is ~2x faster on CPUs (VGG reference: 16.7 -> 7.6 s) and moves the matrices by
+            ~1e-7 of their largest entry; float64 (the default) is the exact reference for tests.
         layers: restrict to these layer names (default: all quantized layers).
 
     Returns:
