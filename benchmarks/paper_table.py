@@ -4,7 +4,7 @@ Run (from the repository root):
 
     .venv/bin/python benchmarks/paper_table.py [--quick] [--models lenet,vgg,resnet] [--budget 1.0] \
         [--ga-pop 32 --ga-gen 30] [--ga-time-limit SECONDS] [--checkpoint-dir DIR] [--library FILE] \
-        [--ga-from RECORD] [--no-compensation]
+        [--ga-from RECORD] [--ga-journal DIR] [--no-compensation] [--device cuda]
 
 The committed record: ``--threads 1 --ga-time-limit 420``; its FAMES columns were refreshed after the
 float32 counting change with ``--ga-from`` the record of commit 35a570b (the GA does not depend on FAMES).
@@ -40,6 +40,12 @@ Per reference checkpoint ``<dir>/<model>_mp.safetensors`` (dataset from its head
 without evaluation as infeasible (so it cannot become the answer), the history is cut at the stop, and the
 record says ``ga_stopped: true`` -- the GA's reduction is then what it had reached and the speedup a lower
 bound of the speedup to its plateau.
+
+``--ga-journal DIR`` makes a long GA resumable (`fames.selection.genetic_search`'s journal): every evaluation
+goes to ``DIR/ga_journal_<model>.jsonl`` as it happens; run the same command again (with a larger
+``--ga-time-limit``) and the GA replays the journal, retracing its path at no cost, and goes on. Its clock
+counts each replayed evaluation at its journaled seconds, so the record's GA times are those of one
+uninterrupted run on the machine(s) that measured them.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ from _common import (
 import fames
 from fames.emulation.api import approximate_
 from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
-from fames.selection.evaluate import Evaluator, evaluate_model, make_evaluator
+from fames.selection.evaluate import evaluate_model, make_evaluator
 from fames.selection.genetic import GeneticResult, genetic_search
 from fames.selection.ilp import KnapsackProblem, build_problem
 
@@ -81,33 +87,6 @@ log = logging.getLogger("benchmarks.paper_table")
 
 PAPER_REDUCTION_PCT = 28.67
 PAPER_SPEEDUP = 300.0
-
-
-class Deadline:
-    """Wraps the GA's evaluator and apply function: after `limit` seconds, answers 'all wrong' at once."""
-
-    def __init__(self, evaluator: Evaluator, n: int, limit: float | None) -> None:
-        self.evaluator, self.n, self.limit = evaluator, n, limit
-        self.start = time.perf_counter()
-        self.stopped_at: float | None = None
-        self.evaluations = 0
-
-    def expired(self) -> bool:
-        elapsed = time.perf_counter() - self.start
-        if self.limit is not None and self.stopped_at is None and elapsed > self.limit:
-            self.stopped_at = elapsed
-            log.warning("GA time limit %.0f s reached after %d evaluations: stopping", self.limit,
-                        self.evaluations)
-        return self.stopped_at is not None
-
-    def evaluate(self, model: torch.nn.Module) -> np.ndarray:
-        if self.expired():
-            return np.zeros(self.n, dtype=bool)
-        self.evaluations += 1
-        return self.evaluator(model)
-
-    def apply(self, model: torch.nn.Module, assignment: Mapping[str, str], library) -> object:
-        return model if self.expired() else approximate_(model, assignment, library)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -123,6 +102,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-ga", action="store_true", help="skip the genetic baseline")
     p.add_argument("--no-compensation", action="store_true",
                    help="FAMES without mean-error compensation (the ablation)")
+    p.add_argument("--ga-journal", type=Path, default=None,
+                   help="folder of per-model GA journals: every evaluation is appended as it happens, and a "
+                        "later run with the same settings replays them and goes on (a long GA over several "
+                        "sittings; its times are the journaled ones)")
     p.add_argument("--ga-from", type=Path, default=None,
                    help="reuse the GA results of an earlier record with the same settings (the GA does not "
                         "depend on FAMES' estimator)")
@@ -174,31 +157,24 @@ def ga_problem(ref: Reference, library, macs: Mapping[str, int]) -> KnapsackProb
     return build_problem(macs, table, library)
 
 
-def run_ga(ref: Reference, library, problem: KnapsackProblem, args: argparse.Namespace
-           ) -> tuple[GeneticResult, Deadline]:
-    """NSGA-II at the budget on the validation split, optionally stopped by `--ga-time-limit`."""
-    deadline = Deadline(make_evaluator(ref.data.val.x, ref.data.val.y, args.batch_size), len(ref.data.val),
-                        args.ga_time_limit)
+def run_ga(ref: Reference, library, problem: KnapsackProblem, args: argparse.Namespace, name: str
+           ) -> GeneticResult:
+    """NSGA-II at the budget on the validation split, optionally stopped by `--ga-time-limit` and resumed
+    from (and journaled to) ``--ga-journal DIR/ga_journal_<model>.jsonl``."""
+    journal = args.ga_journal / f"ga_journal_{name}.jsonl" if args.ga_journal else None
     try:
-        res = genetic_search(ref.model, library, problem, deadline.evaluate, args.budget,
-                             pop_size=args.ga_pop, generations=args.ga_gen, seed=args.seed,
-                             apply_fn=deadline.apply)
+        return genetic_search(ref.model, library, problem,
+                              make_evaluator(ref.data.val.x, ref.data.val.y, args.batch_size), args.budget,
+                              pop_size=args.ga_pop, generations=args.ga_gen, seed=args.seed,
+                              journal=journal, time_limit=args.ga_time_limit)
     finally:
         approximate_(ref.model, {}, library)
-    return res, deadline
 
 
-def ga_history(res: GeneticResult, deadline: Deadline) -> list[dict[str, Any]]:
-    """Per-generation convergence, cut at the time limit (evaluations = real ones, baseline included)."""
-    out = []
-    for rec in res.history:
-        row = asdict(rec)
-        if deadline.stopped_at is not None and rec.seconds >= deadline.stopped_at:
-            row.update(evaluations=deadline.evaluations, seconds=deadline.stopped_at, stopped=True)
-            out.append(row)
-            break
-        out.append(row)
-    return out
+def ga_history(res: GeneticResult) -> list[dict[str, Any]]:
+    """Per-generation convergence (evaluations = distinct ones, baseline included; the last row says
+    ``stopped: true`` when the time limit ended the search)."""
+    return [asdict(rec) for rec in res.history]
 
 
 def seconds_to_reach(history: Sequence[dict[str, Any]], reduction_pct: float) -> float | None:
@@ -270,9 +246,9 @@ def run_model(name: str, path: Path, library, args: argparse.Namespace, results:
     if args.ga_from is not None:
         return reuse_ga(row, name, args, sel.reduction_pct, fames_seconds, results)
     problem = ga_problem(ref, library, macs)
-    res, deadline = run_ga(ref, library, problem, args)
-    history = ga_history(res, deadline)
-    ga_seconds = deadline.stopped_at if deadline.stopped_at is not None else res.seconds
+    res = run_ga(ref, library, problem, args, name)
+    history = ga_history(res)
+    ga_seconds = res.seconds
     ga_energy = model_energy(macs, res.assignment, library, specs)
     png = (results / f"ga_convergence_{name}.png").resolve()
     plot_convergence(name, history, sel.reduction_pct, fames_seconds, args.budget, png)
@@ -281,15 +257,15 @@ def run_model(name: str, path: Path, library, args: argparse.Namespace, results:
         "ga_mac_energy_reduction": ga_energy.mac_reduction_pct,
         "ga_validation_accuracy": res.accuracy, "ga_validation_drop": res.base_accuracy - res.accuracy,
         "ga_accuracy_approximate": test_accuracy(ref, library, res.assignment, args.batch_size),
-        "ga_evaluations": deadline.evaluations,
-        "ga_seconds_per_evaluation": ga_seconds / max(deadline.evaluations, 1),
+        "ga_evaluations": res.evaluations, "ga_replayed_evaluations": res.replayed,
+        "ga_seconds_per_evaluation": ga_seconds / max(res.evaluations, 1),
         "ga_assignment": res.assignment, "ga_history": history, "ga_front": res.front,
-        "ga_stopped": deadline.stopped_at is not None,
+        "ga_stopped": res.stopped,
         "ga_plot": str(png.relative_to(ROOT)) if png.resolve().is_relative_to(ROOT) else str(png),
         "ga_seconds_to_match_fames": seconds_to_reach(history, sel.reduction_pct - 1.0),
         "ga_seconds_to_best": seconds_to_best(history),
         "speedup": ga_seconds / fames_seconds,
-        "speedup_is_lower_bound": deadline.stopped_at is not None,
+        "speedup_is_lower_bound": res.stopped,
         "fames_minus_ga_reduction": sel.reduction_pct - res.reduction_pct,
     })
     row["ga_accuracy_drop"] = acc_q - row["ga_accuracy_approximate"]
@@ -419,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "seed": args.seed, "batch_size": args.batch_size,
                      "ga_from": str(args.ga_from) if args.ga_from else None,
                      "compensation": not args.no_compensation, "device": args.device,
+                     "ga_journal": str(args.ga_journal) if args.ga_journal else None,
                      "estimator": next(iter(models.values()))["estimator"] if models else None},
         "environment": environment(args.threads, args.device),
         "seconds": time.perf_counter() - start,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -224,3 +225,65 @@ def test_seed_population() -> None:
     assert (changed[1:7] == 1).all() and (changed[7:] >= 2).all()
     small, c2 = seed_population([2, 1], [1, 0], 10, np.random.default_rng(0))  # space of 2
     assert len(small) == 2 and c2["all_exact"] == 1 and c2["single"] == 1
+
+
+class ClockedWorld(FakeWorld):
+    """FakeWorld on a fake clock: every evaluation takes one second."""
+
+    def __init__(self, problem: KnapsackProblem) -> None:
+        super().__init__(problem)
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def evaluate(self, model) -> np.ndarray:
+        self.now += 1.0
+        return super().evaluate(model)
+
+
+def _ga_run(problem, world, monkeypatch, **kwargs):
+    import fames.selection.genetic as genetic
+
+    monkeypatch.setattr(genetic, "time", SimpleNamespace(perf_counter=world.clock))
+    return genetic_search(None, None, problem, world.evaluate, 1.0, pop_size=8, generations=12, seed=2,
+                          apply_fn=world.apply, **kwargs)
+
+
+def _trace(res) -> list:
+    return [(h.generation, h.evaluations, h.seconds, h.best_reduction_pct, h.feasible) for h in res.history]
+
+
+def test_genetic_time_limit_stops_without_evaluating(monkeypatch) -> None:
+    problem, _ = _misestimated_problem()
+    world = ClockedWorld(problem)
+    res = _ga_run(problem, world, monkeypatch, time_limit=6.5)
+    assert res.stopped and res.history[-1].stopped and len(res.history) < 12
+    assert sum(h.stopped for h in res.history) == 1
+    assert world.calls == 7  # the exact baseline and 6 individuals; none is evaluated after 6.5 s
+    assert res.evaluations == 7 and res.seconds == pytest.approx(7.0)
+    assert 100 * world.base.mean() - res.accuracy <= 1.0 + 1e-9  # the answer is a measured, feasible one
+    assert all(acc > 0 for _, acc in res.front)
+
+
+def test_genetic_journal_resumes_the_same_search(tmp_path, monkeypatch) -> None:
+    problem, _ = _misestimated_problem()
+    whole = _ga_run(problem, ClockedWorld(problem), monkeypatch)
+    journal = tmp_path / "ga.jsonl"
+    first = ClockedWorld(problem)
+    part = _ga_run(problem, first, monkeypatch, journal=journal, time_limit=10.5)
+    assert part.stopped and first.calls == 11
+    assert len(journal.read_text().splitlines()) == 1 + 11  # header + every evaluation, as it happened
+    second = ClockedWorld(problem)
+    rest = _ga_run(problem, second, monkeypatch, journal=journal)
+    # the resumed search retraces the first sitting from the journal and ends where one whole run ends,
+    # with the journaled seconds on its clock
+    assert rest.replayed == 11 and second.calls == whole.evaluations - 11
+    assert (rest.assignment, rest.reduction_pct, rest.front) == (whole.assignment, whole.reduction_pct, whole.front)
+    assert _trace(rest) == _trace(whole) and rest.seconds == pytest.approx(whole.seconds)
+    # a journal of another search is refused with a message, not silently mixed in
+    import fames.selection.genetic as genetic
+
+    with pytest.raises(ValueError, match="budget_pts"):
+        genetic.genetic_search(None, None, problem, first.evaluate, 0.5, pop_size=8, generations=12, seed=2,
+                               apply_fn=first.apply, journal=journal)

@@ -12,13 +12,25 @@ substitution in every layer), which would leave NSGA-II without a feasible point
 against it. As ALWANN-style searches do with sensible initialisations, the first generation is seeded with
 the all-exact individual, single-layer substitutions (random layer, random candidate) and few-layer mixes
 (2 .. `max_mix_layers` random layers), drawn from `seed`; random individuals only fill what is left.
+
+Long searches (hours: the GA's plateau) can be stopped and resumed. ``journal=`` appends every evaluation
+(genome, energy, error rate, measured seconds) to a JSON-lines file as it happens; a later call with the
+same journal and settings replays the journaled evaluations instead of running them again. The search is
+deterministic given its seed and the fitness values, so it retraces the same path and goes on where the
+last sitting stopped. Its clock counts a replayed evaluation at its journaled seconds, so the history's
+times are those of one uninterrupted run. ``time_limit=`` (on that clock) stops a sitting: an individual
+created later is answered as infeasible without evaluation (and not journaled), so it cannot become the
+answer.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -47,6 +59,7 @@ class GenerationRecord:
         seconds: wall time since the search started.
         best_reduction_pct: best multiplier-energy reduction among evaluated individuals within budget.
         feasible: evaluated individuals within budget so far (all-exact included).
+        stopped: the sitting's time limit was reached during this generation (the last record).
     """
 
     generation: int
@@ -54,6 +67,7 @@ class GenerationRecord:
     seconds: float
     best_reduction_pct: float
     feasible: int = 0
+    stopped: bool = False
 
 
 @dataclass
@@ -70,6 +84,8 @@ class GeneticResult:
         front: ``(reduction_pct, accuracy)`` of the final non-dominated set.
         settings: the search's settings (population, generations, seed, operators, budget constraint and
             the initial-population seeding: how many individuals of each kind).
+        stopped: the time limit ended the search before its last generation.
+        replayed: evaluations served from the journal (included in `evaluations` and `seconds`).
     """
 
     assignment: dict[str, str]
@@ -81,6 +97,49 @@ class GeneticResult:
     seconds: float
     front: list[tuple[float, float]] = field(default_factory=list)
     settings: dict = field(default_factory=dict)
+    stopped: bool = False
+    replayed: int = 0
+
+
+class EvaluationJournal:
+    """Append-only JSON-lines record of a genetic search's evaluations, so that a long search can resume.
+
+    The first line is a header (the search space and settings); a journal written under another header
+    is refused. Each further line is one evaluation: ``{"choice": [...], "energy": e, "error": r,
+    "seconds": s}``, written and flushed as soon as it is measured, so an interrupted search loses nothing.
+    """
+
+    def __init__(self, path: str | os.PathLike, header: dict) -> None:
+        self.path = Path(path)
+        self.entries: dict[tuple[int, ...], tuple[float, float, float]] = {}
+        header = json.loads(json.dumps(header))  # as it reads back
+        if self.path.is_file() and self.path.stat().st_size > 0:
+            lines = self.path.read_text().splitlines()
+            try:
+                found = json.loads(lines[0])
+                rows = [json.loads(line) for line in lines[1:] if line.strip()]
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{self.path}: not a genetic-search journal ({exc})") from None
+            if found != header:
+                diff = sorted(k for k in set(found) | set(header) if found.get(k) != header.get(k))
+                raise ValueError(f"{self.path}: journal of another search (differs in {', '.join(diff)}); "
+                                 "use a new journal file for these settings")
+            for row in rows:
+                self.entries[tuple(row["choice"])] = (row["energy"], row["error"], row["seconds"])
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(header) + "\n")
+
+    def get(self, choice: tuple[int, ...]) -> tuple[float, float, float] | None:
+        """``(relative energy, error rate, seconds)`` journaled for `choice`, or None."""
+        return self.entries.get(choice)
+
+    def add(self, choice: tuple[int, ...], energy: float, error: float, seconds: float) -> None:
+        """Append one evaluation (flushed to disk at once)."""
+        self.entries[choice] = (energy, error, seconds)
+        with self.path.open("a") as f:
+            f.write(json.dumps({"choice": list(choice), "energy": energy, "error": error,
+                                "seconds": seconds}) + "\n")
 
 
 class _Problem(ElementwiseProblem):
@@ -153,12 +212,15 @@ def seed_population(n_options: list[int], exact: list[int], pop_size: int, rng: 
 
 
 class _History(Callback):
+    """Records every generation; ends the run once the time limit has stopped the search."""
+
     def __init__(self, record) -> None:
         super().__init__()
         self.record = record
 
     def notify(self, algorithm) -> None:
-        self.record(algorithm.n_gen)
+        if self.record(algorithm.n_gen):
+            algorithm.termination.force_termination = True
 
 
 def genetic_search(
@@ -173,6 +235,8 @@ def genetic_search(
     seed: int = 0,
     apply_fn: ApplyFn | None = None,
     max_mix_layers: int = 3,
+    journal: str | os.PathLike | None = None,
+    time_limit: float | None = None,
 ) -> GeneticResult:
     """NSGA-II over per-layer choices with measured accuracy (the baseline FAMES is compared with).
 
@@ -188,21 +252,51 @@ def genetic_search(
         seed: seed of the initial population and of pymoo (the search is deterministic given it).
         apply_fn: ``(model, assignment, library)``; default `approximate_`.
         max_mix_layers: most layers substituted in a seeded few-layer mix.
+        journal: JSON-lines file to append every evaluation to, and to replay from when it exists (it must
+            come from a search with the same space and settings; more generations are fine).
+        time_limit: seconds (journaled time included) after which no new individual is evaluated.
 
     Returns:
         A `GeneticResult`.
 
     Raises:
-        ValueError: `pop_size` < 2 or `generations` < 1.
+        ValueError: `pop_size` < 2 or `generations` < 1, or a journal of another search.
     """
     if pop_size < 2 or generations < 1:
         raise ValueError(f"need pop_size >= 2 and generations >= 1, got {pop_size} and {generations}")
     apply_fn = apply_fn or default_apply()
     start = time.perf_counter()
+    replayed_seconds, replayed = 0.0, 0
+    stopped_at: float | None = None
+    log_book = None
+    if journal is not None:
+        log_book = EvaluationJournal(journal, {
+            "kind": "fames genetic-search journal", "layers": problem.layers, "options": problem.options,
+            "exact": list(problem.exact), "budget_pts": budget_pts, "pop_size": pop_size, "seed": seed,
+            "max_mix_layers": max_mix_layers})
+
+    def elapsed() -> float:
+        return time.perf_counter() - start + replayed_seconds
+
+    def measure(choice: tuple[int, ...], assignment: dict[str, str]) -> tuple[float, float]:
+        """``(relative energy, error rate)`` of `choice`: from the journal, else evaluated (and journaled)."""
+        nonlocal replayed_seconds, replayed
+        energy = problem.choice_cost(list(choice))[0] / ref_cost
+        if log_book is not None and (hit := log_book.get(choice)) is not None:
+            replayed_seconds += hit[2]
+            replayed += 1
+            return energy, hit[1]
+        t = time.perf_counter()
+        apply_fn(model, assignment, library)
+        err = 1.0 - float(np.mean(evaluator(model)))
+        if log_book is not None:
+            log_book.add(choice, energy, err, time.perf_counter() - t)
+        return energy, err
+
     ref_cost = problem.choice_cost(problem.exact)[0]
-    apply_fn(model, {}, library)
-    base_acc = 100.0 * float(np.mean(evaluator(model)))
-    cache: dict[tuple[int, ...], tuple[float, float]] = {tuple(problem.exact): (1.0, 1.0 - base_acc / 100.0)}
+    base_err = measure(tuple(problem.exact), {})[1]
+    base_acc = 100.0 * (1.0 - base_err)
+    cache: dict[tuple[int, ...], tuple[float, float]] = {tuple(problem.exact): (1.0, base_err)}
     history: list[GenerationRecord] = []
 
     free = [i for i, o in enumerate(problem.options) if len(o) > 1]  # layers with a real choice
@@ -214,11 +308,18 @@ def genetic_search(
         return tuple(choice)
 
     def fitness(genome: tuple[int, ...]) -> tuple[list[float], list[float]]:
+        nonlocal stopped_at
         choice = full(genome)
         if choice not in cache:
-            apply_fn(model, problem.assignment(choice), library)
-            acc = float(np.mean(evaluator(model)))
-            cache[choice] = (problem.choice_cost(choice)[0] / ref_cost, 1.0 - acc)
+            journaled = log_book is not None and log_book.get(choice) is not None
+            if not journaled and time_limit is not None and (stopped_at is not None or elapsed() > time_limit):
+                if stopped_at is None:
+                    stopped_at = elapsed()
+                    log.warning("GA time limit %.0f s reached after %d evaluations: stopping", time_limit,
+                                len(cache))
+                energy = problem.choice_cost(list(choice))[0] / ref_cost
+                return [energy, 1.0], [base_acc - budget_pts]  # infeasible, never the answer
+            cache[choice] = measure(choice, problem.assignment(choice))
         energy, err = cache[choice]
         drop = base_acc - 100.0 * (1.0 - err)
         return [energy, err], [drop - budget_pts]
@@ -230,10 +331,15 @@ def genetic_search(
     def best_within_budget() -> tuple[tuple[int, ...], float, float]:
         return min(within_budget(), key=lambda t: t[1])
 
-    def record(gen: int) -> None:
+    def record(gen: int) -> bool:
+        """Append the generation's record; True once the time limit stopped the search."""
+        if history and history[-1].stopped:
+            return True  # pymoo may report once more while it winds down
         _, energy, _ = best_within_budget()
-        history.append(GenerationRecord(gen, len(cache), time.perf_counter() - start, 100.0 * (1.0 - energy),
-                                        len(within_budget())))
+        stopped = stopped_at is not None
+        history.append(GenerationRecord(gen, len(cache), stopped_at if stopped else elapsed(),
+                                        100.0 * (1.0 - energy), len(within_budget()), stopped))
+        return stopped
 
     n_free = [len(problem.options[i]) for i in free]
     initial, seeding = seed_population(n_free, [problem.exact[i] for i in free], pop_size,
@@ -262,9 +368,10 @@ def genetic_search(
     choice, energy, acc = best_within_budget()
     front = []
     if res is not None and res.F is not None:
-        front = [(100.0 * (1.0 - f[0]), 100.0 * (1.0 - f[1])) for f in np.atleast_2d(res.F)]
-    seconds = time.perf_counter() - start
-    log.info("NSGA-II: %d evaluations, %.1f s, best reduction %.2f%%", len(cache), seconds,
-             100 * (1 - energy))
+        front = [(100.0 * (1.0 - f[0]), 100.0 * (1.0 - f[1])) for f in np.atleast_2d(res.F)
+                 if f[1] < 1.0]  # individuals left unevaluated after a stop are no part of the front
+    seconds = stopped_at if stopped_at is not None else elapsed()
+    log.info("NSGA-II: %d evaluations (%d replayed from the journal), %.1f s, best reduction %.2f%%",
+             len(cache), replayed, seconds, 100 * (1 - energy))
     return GeneticResult(problem.assignment(choice), 100.0 * (1.0 - energy), acc, base_acc, history,
-                         len(cache), seconds, front, settings)
+                         len(cache), seconds, front, settings, stopped_at is not None, replayed)
