@@ -10,8 +10,10 @@ The committed record: ``--threads 1 --ga-time-limit 420``; its FAMES columns wer
 float32 counting change with ``--ga-from`` the record of commit 35a570b (the GA does not depend on FAMES).
 Also committed:
 ``--threads 1 --no-ga --no-compensation --results benchmarks/results/ablation_no_compensation`` (the ablation)
-and ``--threads 1 --models lenet --ga-gen 400 --ga-time-limit 2400 --results benchmarks/results/ga_long_lenet``
-(a 40-minute GA, to see how far it climbs).
+and ``--threads 1 --models lenet --ga-gen 1000 --ga-time-limit 7200 --results benchmarks/results/ga_long_lenet``
+(a 2-hour GA, to see where it levels off), with FAMES at 16 evaluation passes against that GA:
+``--threads 1 --models lenet --ga-gen 1000 --max-evaluations 16 --ga-from
+benchmarks/results/ga_long_lenet/paper_table.json --results benchmarks/results/ga_long_lenet_fames16``.
 
 FAMES runs as `fames.select` does by default, with mean-error compensation (per-channel accumulator
 offsets where the estimate says they help; ``--no-compensation`` for the ablation). The genetic baseline is
@@ -109,6 +111,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ga-from", type=Path, default=None,
                    help="reuse the GA results of an earlier record with the same settings (the GA does not "
                         "depend on FAMES' estimator)")
+    p.add_argument("--max-evaluations", type=int, default=None,
+                   help="FAMES' budget-search evaluations in validation passes (default: fames.select's)")
     p.add_argument("--calibration", type=int, default=CALIBRATION_SIZE)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
@@ -144,8 +148,9 @@ def run_fames(ref: Reference, library, args: argparse.Namespace) -> tuple[Any, f
     cal = (ref.calibration.x, ref.calibration.y)
     val = (ref.data.val.x, ref.data.val.y)
     start = time.perf_counter()
+    extra = {} if args.max_evaluations is None else {"max_evaluations": args.max_evaluations}
     sel = fames.select(ref.model, library, cal, val, max_accuracy_drop=args.budget,
-                       batch_size=args.batch_size, seed=args.seed, compensate=not args.no_compensation)
+                       batch_size=args.batch_size, seed=args.seed, compensate=not args.no_compensation, **extra)
     return sel, time.perf_counter() - start
 
 
@@ -396,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "ga_from": str(args.ga_from) if args.ga_from else None,
                      "compensation": not args.no_compensation, "device": args.device,
                      "ga_journal": str(args.ga_journal) if args.ga_journal else None,
+                     "max_evaluations": args.max_evaluations,
                      "estimator": next(iter(models.values()))["estimator"] if models else None},
         "environment": environment(args.threads, args.device),
         "seconds": time.perf_counter() - start,

@@ -274,6 +274,8 @@ def test_genetic_journal_resumes_the_same_search(tmp_path, monkeypatch) -> None:
     part = _ga_run(problem, first, monkeypatch, journal=journal, time_limit=10.5)
     assert part.stopped and first.calls == 11
     assert len(journal.read_text().splitlines()) == 1 + 11  # header + every evaluation, as it happened
+    with journal.open("a") as f:  # a sitting killed in the middle of writing an evaluation
+        f.write('{"choice": [1, 2')
     second = ClockedWorld(problem)
     rest = _ga_run(problem, second, monkeypatch, journal=journal)
     # the resumed search retraces the first sitting from the journal and ends where one whole run ends,

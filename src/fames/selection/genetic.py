@@ -114,11 +114,16 @@ class EvaluationJournal:
         self.entries: dict[tuple[int, ...], tuple[float, float, float]] = {}
         header = json.loads(json.dumps(header))  # as it reads back
         if self.path.is_file() and self.path.stat().st_size > 0:
-            lines = self.path.read_text().splitlines()
+            text = self.path.read_text()
+            lines = text.splitlines()
+            if not text.endswith("\n"):  # a sitting killed in the middle of a write: drop the partial line
+                log.warning("%s: ignoring an unfinished last line", self.path)
+                lines = lines[:-1]
+                self.path.write_text("".join(line + "\n" for line in lines))
             try:
                 found = json.loads(lines[0])
                 rows = [json.loads(line) for line in lines[1:] if line.strip()]
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, IndexError) as exc:
                 raise ValueError(f"{self.path}: not a genetic-search journal ({exc})") from None
             if found != header:
                 diff = sorted(k for k in set(found) | set(header) if found.get(k) != header.get(k))
