@@ -14,6 +14,9 @@ and ``--threads 1 --models lenet --ga-gen 1000 --ga-time-limit 7200 --results be
 (a 2-hour GA, to see where it levels off), with FAMES at 16 evaluation passes against that GA:
 ``--threads 1 --models lenet --ga-gen 1000 --max-evaluations 16 --ga-from
 benchmarks/results/ga_long_lenet/paper_table.json --results benchmarks/results/ga_long_lenet_fames16``.
+A VGG GA to be continued over sittings (75 min so far; resume with a larger ``--ga-time-limit``):
+``--threads 1 --models vgg --ga-gen 5000 --ga-time-limit 4500 --ga-journal benchmarks/results/ga_journal
+--results benchmarks/results/ga_journal``.
 
 FAMES runs as `fames.select` does by default, with mean-error compensation (per-channel accumulator
 offsets where the estimate says they help; ``--no-compensation`` for the ablation). The genetic baseline is
