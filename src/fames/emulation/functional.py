@@ -367,8 +367,7 @@ def approx_conv2d(
         ValueError: codes outside the multiplier's format, or no exact float accumulation.
 
     Example:
-        >>> from fames.quant.exact_math import exact_math as _exact_math
-from fames.emulation.plan import prepare
+        >>> from fames.emulation.plan import prepare
         >>> from fames.multipliers.appmul import AppMul
         >>> from fames.multipliers.formats import OperandFormat
         >>> m = AppMul.exact(OperandFormat.parse("u2xs2"))

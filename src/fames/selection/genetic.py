@@ -283,11 +283,17 @@ def genetic_search(
     def elapsed() -> float:
         return time.perf_counter() - start + replayed_seconds
 
+    def relative_energy(choice: tuple[int, ...]) -> float:
+        return problem.choice_cost(list(choice))[0] / ref_cost
+
+    def journaled(choice: tuple[int, ...]) -> tuple[float, float, float] | None:
+        return log_book.get(choice) if log_book is not None else None
+
     def measure(choice: tuple[int, ...], assignment: dict[str, str]) -> tuple[float, float]:
         """``(relative energy, error rate)`` of `choice`: from the journal, else evaluated (and journaled)."""
         nonlocal replayed_seconds, replayed
-        energy = problem.choice_cost(list(choice))[0] / ref_cost
-        if log_book is not None and (hit := log_book.get(choice)) is not None:
+        energy = relative_energy(choice)
+        if (hit := journaled(choice)) is not None:
             replayed_seconds += hit[2]
             replayed += 1
             return energy, hit[1]
@@ -316,14 +322,13 @@ def genetic_search(
         nonlocal stopped_at
         choice = full(genome)
         if choice not in cache:
-            journaled = log_book is not None and log_book.get(choice) is not None
-            if not journaled and time_limit is not None and (stopped_at is not None or elapsed() > time_limit):
+            if journaled(choice) is None and time_limit is not None and (
+                    stopped_at is not None or elapsed() > time_limit):
                 if stopped_at is None:
                     stopped_at = elapsed()
                     log.warning("GA time limit %.0f s reached after %d evaluations: stopping", time_limit,
                                 len(cache))
-                energy = problem.choice_cost(list(choice))[0] / ref_cost
-                return [energy, 1.0], [base_acc - budget_pts]  # infeasible, never the answer
+                return [relative_energy(choice), 1.0], [base_acc - budget_pts]  # infeasible, never the answer
             cache[choice] = measure(choice, problem.assignment(choice))
         energy, err = cache[choice]
         drop = base_acc - 100.0 * (1.0 - err)

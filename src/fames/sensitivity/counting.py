@@ -344,7 +344,7 @@ class _Accumulator:
                 h = torch.zeros(used.numel(), cout_g, dtype=torch.float64, device=dev)
                 h.index_put_((inv,), src[:, o_sl], accumulate=True)
                 used = glob[used]
-            h_t = h.t().to(torch.float64)
+            h_t = h.t()
             if used is None:  # C[:, w[o, k]] += H_k[:, o]
                 self.sums_t.index_put_((wk,), h_t, accumulate=True)
             else:
