@@ -21,7 +21,8 @@ Part 2, end to end on a reference checkpoint (model and data moved to the device
 - the exact quantized model's per-sample correctness on the validation split matches the CPU's on all but
   0.02 % of the samples (float32 logits: a near-tie may flip);
 - `fames.select` picks the same assignment, offsets and validation accuracy as on the CPU; both wall times
-  are printed.
+  are printed;
+- the command line, ``fames select CKPT --device DEVICE --json``, prints that assignment too.
 
 Exit status 1 when any case fails, 0 otherwise (SKIP when the device is cuda and there is none).
 """
@@ -29,7 +30,10 @@ Exit status 1 when any case fails, 0 otherwise (SKIP when the device is cuda and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
+import json
 import sys
 import time
 import traceback
@@ -40,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 import fames
+from fames.cli.main import main as cli_main
 from fames.emulation import approx_conv2d, approx_linear, prepare
 from fames.emulation.functional import plan_conv2d_weight
 from fames.multipliers.appmul import AppMul
@@ -191,6 +196,13 @@ def check_end_to_end(dev: torch.device, model_name: str) -> int:
            f"select validation accuracy {a.accuracy:.2f} vs {b.accuracy:.2f}")
     print(f"     time select {model_name}: cpu {times['cpu']:.1f} s, {dev} {times[str(dev)]:.1f} s "
           f"(stages on {dev}: {', '.join(f'{k} {v:.2f}' for k, v in b.timings.items())})")
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli_main(["--quiet", "select", str(path), "--device", str(dev), "--json"])
+    summary = json.loads(out.getvalue()) if code == 0 else {}
+    report(code == 0 and summary.get("assignment") == a.assignment,
+           f"`fames select --device {dev}`: exit {code}, the CPU selection's assignment")
     return failures
 
 

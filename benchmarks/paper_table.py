@@ -7,15 +7,14 @@ Run (from the repository root):
         [--ga-from RECORD] [--ga-journal DIR] [--no-compensation] [--device cuda]
 
 The committed record: ``--threads 1 --ga-time-limit 420``; its FAMES columns were refreshed after the
-float32 counting change with ``--ga-from`` the record of commit 35a570b (the GA does not depend on FAMES).
-Also committed:
-``--threads 1 --no-ga --no-compensation --results benchmarks/results/ablation_no_compensation`` (the ablation)
-and ``--threads 1 --models lenet --ga-gen 1000 --ga-time-limit 7200 --results benchmarks/results/ga_long_lenet``
-(a 2-hour GA, to see where it levels off), with FAMES at 16 evaluation passes against that GA:
-``--threads 1 --models lenet --ga-gen 1000 --max-evaluations 16 --ga-from
-benchmarks/results/ga_long_lenet/paper_table.json --results benchmarks/results/ga_long_lenet_fames16``.
-A VGG GA to be continued over sittings (75 min so far; resume with a larger ``--ga-time-limit``):
-``--threads 1 --models vgg --ga-gen 5000 --ga-time-limit 4500 --ga-journal benchmarks/results/ga_journal
+change of defaults to 16 passes at 90 % with ``--ga-from`` the record of commit 35a570b (the GA does not
+depend on FAMES). Also committed:
+``--threads 1 --no-ga --no-compensation --results benchmarks/results/ablation_no_compensation`` (the ablation,
+made with the earlier 8-pass default) and ``--threads 1 --models lenet --ga-gen 1000 --ga-time-limit 7200
+--results benchmarks/results/ga_long_lenet`` (a 2-hour GA, to see where it levels off; its FAMES column
+refreshed likewise with ``--ga-from`` its own earlier record).
+A VGG GA continued over sittings (resume with a larger ``--ga-time-limit``):
+``--threads 1 --models vgg --ga-gen 5000 --ga-time-limit 12900 --ga-journal benchmarks/results/ga_journal
 --results benchmarks/results/ga_journal``.
 
 FAMES runs as `fames.select` does by default, with mean-error compensation (per-channel accumulator

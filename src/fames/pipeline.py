@@ -27,6 +27,7 @@ from torch import nn
 
 from fames import __version__
 from fames.data.splits import Dataset, Split
+from fames.device import model_device, on_device, resolve_device
 from fames.emulation.api import approximate_, restore_
 from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
 from fames.errors import UsageError
@@ -248,6 +249,7 @@ def run_pipeline(
     select_kwargs: Mapping[str, Any] | None = None,
     compensate: bool = True,
     offsets: Mapping[str, Any] | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Select (or evaluate a given assignment), then validate on the test split.
 
@@ -269,12 +271,14 @@ def run_pipeline(
         select_kwargs: extra keyword arguments of `fames.select`.
         compensate: mean-error compensation in the selection.
         offsets: compensation offsets of a given `assignment` (``{layer: per-channel accumulator offsets}``).
+        device: torch device of the work (e.g. ``"cuda"``); default: where the model is. The model is
+            back on its own device on return.
 
     Returns:
         A `RunResult`.
 
     Raises:
-        UsageError: bad budget, calibration size or assignment.
+        UsageError: bad budget, calibration size, assignment or device.
         ValueError: from the selection (e.g. a layer format missing from the library).
     """
     budget = check_budget(budget)
@@ -291,57 +295,59 @@ def run_pipeline(
         if progress is not None:
             progress(step, len(stage_names), {"stage": stage})
 
-    times = dict(timings or {})
-    cal = dataset.train.subset(calibration, seed=seed)
-    val = dataset.val
-    restore_(model)
-    model.eval()
-    t0 = time.perf_counter()
-    sel: Selection | None = None
-    if assignment is None:
-        sel = select(model, library, (cal.x, cal.y), (val.x, val.y), budget, estimator,
-                     batch_size=batch_size, seed=seed, compensate=compensate, **dict(select_kwargs or {}))
-        chosen, val_exact, val_approx = dict(sel.assignment), sel.base_accuracy, sel.accuracy
-        drop, why, pareto = sel.drop, sel.explanation, list(sel.pareto)
-        times.update({f"selection_{k}": v for k, v in sel.timings.items() if k != "total"})
-    else:
-        chosen, val_exact, val_approx, drop, why = _given(model, library, assignment, val, budget, batch_size,
-                                                          seed, offsets)
-        pareto = []
-    times["selection"] = time.perf_counter() - t0
-    tick("selection")
-
-    t1 = time.perf_counter()
-    offsets = dict(sel.offsets) if sel is not None else dict(offsets or {})
-    restore_(model)
-    acc_q = _test_accuracy(model, dataset.test, batch_size)
-    approximate_(model, chosen, library, offsets=offsets)
-    try:
-        acc_a = _test_accuracy(model, dataset.test, batch_size)
-    finally:
+    dev = resolve_device(device) if device is not None else model_device(model)
+    cal = dataset.train.subset(calibration, seed=seed).to(dev)  # drawn on the CPU: same images everywhere
+    val, test = dataset.val.to(dev), dataset.test.to(dev)
+    with on_device(model, dev):
+        times = dict(timings or {})
         restore_(model)
-    times["test_evaluation"] = time.perf_counter() - t1
-    tick("test")
+        model.eval()
+        t0 = time.perf_counter()
+        sel: Selection | None = None
+        if assignment is None:
+            sel = select(model, library, (cal.x, cal.y), (val.x, val.y), budget, estimator,
+                         batch_size=batch_size, seed=seed, compensate=compensate, **dict(select_kwargs or {}))
+            chosen, val_exact, val_approx = dict(sel.assignment), sel.base_accuracy, sel.accuracy
+            drop, why, pareto = sel.drop, sel.explanation, list(sel.pareto)
+            times.update({f"selection_{k}": v for k, v in sel.timings.items() if k != "total"})
+        else:
+            chosen, val_exact, val_approx, drop, why = _given(model, library, assignment, val, budget, batch_size,
+                                                              seed, offsets)
+            pareto = []
+        times["selection"] = time.perf_counter() - t0
+        tick("selection")
 
-    t2 = time.perf_counter()
-    points = _loss_points(model, library, pareto, chosen, cal, loss_points, batch_size, sel)
-    times["loss_check"] = time.perf_counter() - t2
-    tick("loss_check")
+        t1 = time.perf_counter()
+        offsets = dict(sel.offsets) if sel is not None else dict(offsets or {})
+        restore_(model)
+        acc_q = _test_accuracy(model, test, batch_size)
+        approximate_(model, chosen, library, offsets=offsets)
+        try:
+            acc_a = _test_accuracy(model, test, batch_size)
+        finally:
+            restore_(model)
+        times["test_evaluation"] = time.perf_counter() - t1
+        tick("test")
 
-    macs = count_macs(model, val.x[:1])
-    energy = model_energy(macs, chosen, library, layer_specs(model))
-    cfg = {"max_accuracy_drop": budget, "estimator": estimator, "calibration": len(cal), "seed": seed,
-           "compensation": bool(sel is not None and sel.compensated),
-           "mode": "select" if assignment is None else "given", "validation": len(val),
-           "test": len(dataset.test), "dataset": dataset.name}
-    info = {"model": meta.get("model"), **dict(inputs or {})}
-    return RunResult(
-        assignment=chosen, energy=energy, accuracy_float=meta.get("float_test_accuracy"),
-        accuracy_quantized=acc_q, accuracy_approximate=acc_a, val_accuracy_exact=float(val_exact),
-        val_accuracy_approximate=float(val_approx), drop=drop, explanation=why, pareto=pareto,
-        loss_points=points, layers=layer_rows(model, macs, energy, library, offsets), timings=times, inputs=info,
-        config=cfg, library=library, selection=sel, offsets=offsets,
-    )
+        t2 = time.perf_counter()
+        points = _loss_points(model, library, pareto, chosen, cal, loss_points, batch_size, sel)
+        times["loss_check"] = time.perf_counter() - t2
+        tick("loss_check")
+
+        macs = count_macs(model, val.x[:1])
+        energy = model_energy(macs, chosen, library, layer_specs(model))
+        cfg = {"max_accuracy_drop": budget, "estimator": estimator, "calibration": len(cal), "seed": seed,
+               "compensation": bool(sel is not None and sel.compensated),
+               "mode": "select" if assignment is None else "given", "validation": len(val),
+               "test": len(test), "dataset": dataset.name}
+        info = {"model": meta.get("model"), **dict(inputs or {})}
+        return RunResult(
+            assignment=chosen, energy=energy, accuracy_float=meta.get("float_test_accuracy"),
+            accuracy_quantized=acc_q, accuracy_approximate=acc_a, val_accuracy_exact=float(val_exact),
+            val_accuracy_approximate=float(val_approx), drop=drop, explanation=why, pareto=pareto,
+            loss_points=points, layers=layer_rows(model, macs, energy, library, offsets), timings=times, inputs=info,
+            config=cfg, library=library, selection=sel, offsets=offsets,
+        )
 
 
 def library_source(path: str | os.PathLike | None) -> tuple[Any, dict[str, str]]:

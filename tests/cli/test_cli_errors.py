@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from fames.checkpoint import save_checkpoint
 from fames.cli.main import main
@@ -67,3 +68,11 @@ def test_usage_error_exit_2(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", "--epochs", "nope"])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("device,expect", [("gpu", "unknown device 'gpu'"),
+                                           ("cuda" if not torch.cuda.is_available() else "cuda:99", "cuda")])
+def test_bad_device_before_any_work(tmp_path, float_ckpt, capsys, device, expect):
+    # the float checkpoint would fail later ("quantize it first"): the device is checked before loading it
+    code, err = run(["select", float_ckpt, "--device", device], capsys)
+    assert code == 2 and expect in err and len(err.splitlines()) == 1 and "Traceback" not in err

@@ -8,7 +8,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fames.selection.budget import paired_drop, search_budget, suspects, sweep, tau_grid
+from fames.selection.budget import (
+    MIN_CONFIDENCE,
+    default_confidence,
+    paired_drop,
+    search_budget,
+    suspects,
+    sweep,
+    tau_grid,
+)
 from fames.selection.genetic import genetic_search, seed_population
 from fames.selection.ilp import KnapsackProblem, solve_knapsack
 
@@ -66,7 +74,7 @@ def test_search_matches_exhaustive_rule(budget: float) -> None:
     problem = _problem()
     world = FakeWorld(problem)
     res = search_budget(None, None, problem, world.evaluate, budget, apply_fn=world.apply, n_taus=30,
-                        learn_cuts=False)
+                        learn_cuts=False, confidence=0.8)
     points = sweep(problem, tau_grid(problem, 30))
     costs = [s.cost for _, s in points]
     assert all(a >= b - 1e-12 for a, b in zip(costs, costs[1:], strict=False))  # energy non-increasing in tau
@@ -113,7 +121,7 @@ def test_learned_bans_recover_from_a_misestimated_substitution(world_type) -> No
     evaluator = world if world_type is PrefixWorld else world.evaluate
     plain = search_budget(None, None, estimated, evaluator, 1.0, apply_fn=world.apply, learn_cuts=False)
     res = search_budget(None, None, estimated, evaluator, 1.0, apply_fn=world.apply, max_evaluations=20,
-                        screen=500)
+                        screen=500, confidence=0.8)
     assert res.chosen is not None and res.assignment["b"] != "x"
     assert paired_drop(world.base, _eval(world, res.assignment), 1.0).upper_pts <= 1.0
     # brute force over every assignment without the bad option: the search reaches the best one
@@ -124,6 +132,24 @@ def test_learned_bans_recover_from_a_misestimated_substitution(world_type) -> No
     if world_type is PrefixWorld:
         assert res.screened >= 1
     assert world.current == {}
+
+
+def test_default_confidence_grows_with_the_evaluations() -> None:
+    assert default_confidence(8) == pytest.approx(0.8) and default_confidence(16) == pytest.approx(0.9)
+    levels = [default_confidence(k) for k in (1, 4, 8, 12, 16, 32, 64)]
+    assert levels == sorted(levels) and min(levels) == MIN_CONFIDENCE and max(levels) < 1.0
+    with pytest.raises(ValueError):
+        default_confidence(0)
+
+
+@pytest.mark.parametrize("max_evaluations", [4, 16, 32])
+def test_search_uses_the_default_confidence(max_evaluations: int) -> None:
+    problem = _problem()
+    world = FakeWorld(problem)
+    res = search_budget(None, None, problem, world.evaluate, 10.0, apply_fn=world.apply,
+                        max_evaluations=max_evaluations)
+    measured = [p.measured for p in res.points if p.measured is not None]
+    assert measured and {m.confidence for m in measured} == {default_confidence(max_evaluations)}
 
 
 def test_suspects_exclude_reverts_to_exact() -> None:

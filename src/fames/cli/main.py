@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
     try:
+        if getattr(args, "device", None) is not None:  # before any loading, quantization or training
+            from fames.device import resolve_device
+
+            resolve_device(args.device)
         return int(args.handler(args) or 0)
     except UsageError as exc:
         if getattr(args, "verbose", 0) > 1:  # -vv: the full traceback, for bug reports

@@ -58,6 +58,8 @@ def add_selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset and bootstrap")
     p.add_argument("--no-compensation", action="store_true",
                    help="do not remove each multiplier's mean error with per-channel accumulator offsets")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the selection and evaluations: cpu, cuda, cuda:1, mps (default cpu)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -272,7 +274,8 @@ def execute(args: argparse.Namespace, model, meta: dict, dataset, inputs: dict, 
                               calibration=args.calibration, seed=args.seed, assignment=assignment,
                               loss_points=loss_points, timings=times, inputs=inputs, progress=bar,
                               compensate=not getattr(args, "no_compensation", False),
-                              offsets=read_offsets(getattr(args, "assignment", None)))
+                              offsets=read_offsets(getattr(args, "assignment", None)),
+                              device=getattr(args, "device", None))
     except ValueError as exc:
         if "no characterised multiplier" in str(exc) or "no exact multiplier" in str(exc):
             raise UsageError(f"library {inputs['library']}: {exc}") from None

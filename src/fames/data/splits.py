@@ -24,6 +24,13 @@ class Split:
         idx = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
         return Split(self.x[idx], self.y[idx])
 
+    def to(self, device: torch.device | str) -> Split:
+        """This split with its tensors on `device` (itself when they are there already)."""
+        dev = torch.device(device)
+        if self.x.device == dev and self.y.device == dev:
+            return self
+        return Split(self.x.to(dev), self.y.to(dev))
+
     def batches(self, batch_size: int):
         """Yield ``(x, y)`` batches in order."""
         for i in range(0, len(self), batch_size):

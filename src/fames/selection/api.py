@@ -10,7 +10,13 @@ import torch
 from torch import nn
 
 from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
-from fames.selection.budget import BudgetResult, DropBound, ParetoPoint, search_budget
+from fames.selection.budget import (
+    DEFAULT_MAX_EVALUATIONS,
+    BudgetResult,
+    DropBound,
+    ParetoPoint,
+    search_budget,
+)
 from fames.selection.evaluate import ApplyFn, default_apply, make_evaluator
 from fames.selection.ilp import build_problem
 from fames.sensitivity.compensation import OffsetTable, choose_compensation
@@ -99,9 +105,9 @@ def select(
     *,
     groups: int = 32,  # 32 vs 256 groups: same Spearman in benchmarks/fidelity.py, 8x less memory
     pad_taps: bool = True,
-    confidence: float = 0.8,
+    confidence: float | None = None,
     n_taus: int = 40,
-    max_evaluations: int = 8,
+    max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
     batch_size: int = 256,
     apply_fn: ApplyFn | None = None,
     seed: int = 0,
@@ -118,9 +124,11 @@ def select(
         estimator: a key of `fames.sensitivity.ESTIMATORS`.
         groups: micro-batch groups of the per-sample counting matrices.
         pad_taps: padding convention shared by counting and emulation.
-        confidence: one-sided level of the paired-drop bound that must stay within the budget.
+        confidence: one-sided level of the paired-drop bound that must stay within the budget (default:
+            `default_confidence(max_evaluations)`, 90 % at the default 16 passes; stricter as more candidates
+            are measured, against the winner's curse).
         n_taus: size of the tau sweep.
-        max_evaluations: approximate candidates evaluated at most.
+        max_evaluations: cost of the budget search's evaluations at most, in validation passes.
         batch_size: batch size of the counting and evaluation passes.
         apply_fn: ``(model, assignment, library)``; default `approximate_` with `pad_taps` (and the
             compensation offsets). A custom one needs ``compensate=False``.
