@@ -16,6 +16,7 @@ EXAMPLES = """examples:
   fames select runs/lenet_mp.safetensors --library mylib.npz --max-accuracy-drop 0.5 --json
   fames select runs/vgg_mp.safetensors --estimator fisher --calibration 2048 -o vgg_assignment.json
   fames select runs/lenet_mp.safetensors --assignment mine.json   # evaluate a given assignment
+  fames select runs/vgg_mp.safetensors --device cuda               # selection and evaluations on a GPU
 For the full report folder (plots, Verilog) use `fames run --checkpoint CKPT --out DIR`.
 """
 
