@@ -1,8 +1,8 @@
 """How often the budget search's choice really exceeds the budget, on synthetic worlds whose truth is known.
 
-Run (from the repository root; about 15 minutes on one core, ``--quick`` about 2):
+Run (from the repository root; about 30 minutes on one core, ``--quick`` about 5):
 
-    .venv/bin/python benchmarks/budget_rule.py [--quick] [--worlds 150] [--results DIR]
+    .venv/bin/python benchmarks/budget_rule.py [--quick] [--worlds 80] [--results DIR]
 
 Writes ``benchmarks/results/budget_rule.json`` and ``budget_rule.md`` and prints the table.
 
@@ -164,11 +164,11 @@ def summarise(rows: list[dict[str, float]], oracles: list[float], budget: float)
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="30 worlds, rho 0.9 only")
-    p.add_argument("--worlds", type=int, default=None, help="worlds per setting (default 150, quick 30)")
+    p.add_argument("--worlds", type=int, default=None, help="worlds per setting (default 80, quick 30)")
     p.add_argument("--budget", type=float, default=1.0)
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    n_worlds = args.worlds or (30 if args.quick else 150)
+    n_worlds = args.worlds or (30 if args.quick else 80)
     rhos = (0.9,) if args.quick else (0.5, 0.9)
     start = time.perf_counter()
     worlds = [make_world(s) for s in range(n_worlds)]
