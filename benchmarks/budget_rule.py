@@ -56,7 +56,8 @@ from fames.selection.ilp import KnapsackProblem, solve_knapsack  # noqa: E402
 LAYERS, OPTIONS = 8, 10
 BASE_ACCURACY, BETTER_RATE = 0.92, 0.012
 N_VAL, N_TEST = 5000, 10000
-SETTINGS = ((8, 0.8), (16, 0.8), (16, None), (24, 0.8), (24, None), (32, None))  # None: default_confidence
+# (passes, confidence); None: `default_confidence(passes)`
+SETTINGS = ((8, 0.8), (12, None), (16, 0.8), (16, 0.85), (16, None), (24, 0.8), (24, None), (32, None))
 
 
 @dataclass
