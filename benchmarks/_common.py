@@ -75,15 +75,9 @@ def load_reference(name: str, path: Path, calibration_size: int = CALIBRATION_SI
     if device != "cpu":
         dev = torch.device(device)
         model = model.to(dev)
-        data = replace(data, train=to_device(data.train, dev), val=to_device(data.val, dev),
-                       test=to_device(data.test, dev))
-        calibration = to_device(calibration, dev)
+        data = replace(data, train=data.train.to(dev), val=data.val.to(dev), test=data.test.to(dev))
+        calibration = calibration.to(dev)
     return Reference(name, path, model, header, data, calibration)
-
-
-def to_device(split: Split, device: torch.device) -> Split:
-    """A copy of `split` whose tensors live on `device`."""
-    return Split(split.x.to(device), split.y.to(device))
 
 
 def open_library(path: str | None) -> tuple[Library, str]:
