@@ -30,6 +30,25 @@
    The bound comes from a paired bootstrap of the per-image differences ``d_i = correct_exact_i - correct_approx_i``
    (McNemar's setting: only discordant images matter). ``prob_within_budget`` (bootstrap share of drops
    <= budget) says how sure the answer is.
+
+Tried and not adopted (measured with `benchmarks/budget_rule.py`'s synthetic worlds, 80 per row, against
+this search at the same passes and the default level):
+
+- *Sequential evaluation*: every candidate judged chunk by chunk (1,000 images; successive candidates
+  starting at successive chunks), accepted for now once the upper bound at level ``1 - (1 - c) / 4`` on
+  the images so far is within the budget, an acceptance finished on the whole split before the search
+  learns from a rejection above it and before it is returned. Mean reduction +0.1 to +0.7 pt at 8, 12
+  and 16 passes, but the share of over-budget choices also grew by up to 2.5 points (rho 0.5, 16 passes:
+  24.4 % / 8.8 % against 23.9 % / 6.3 %). On the reference models at 16 passes it chose the same VGG and
+  ResNet assignments: their candidates are mostly close to the budget, and such candidates need the
+  whole split either way. An early rejection below the budget (the budget less the bound's margin) cost
+  LeNet its 31.91 % choice: one chunk showed a 1.8 pt drop where the whole split shows 0.68.
+- *Aimed bisection*: the next candidate where the bracket's measured drops, interpolated linearly in the
+  estimated loss change, reach the acceptable drop, alternating with halving steps. Within noise of
+  plain bisection (16 passes: 24.6 % vs 23.9 % at rho 0.5, 27.0 % vs 27.6 % at rho 0.9).
+
+Cheaper or better-placed evaluations bought little: what limits the search here seems to be the
+candidates the ILP proposes and the level of the rule.
 """
 
 from __future__ import annotations

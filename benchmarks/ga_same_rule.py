@@ -1,0 +1,180 @@
+"""The genetic baseline judged by FAMES' own acceptance rule, from the journal of a long NSGA-II run.
+
+Run (from the repository root, after journaled GA runs of ``paper_table.py --ga-journal``; a few minutes
+per model on one core):
+
+    .venv/bin/python benchmarks/ga_same_rule.py [--journals J1.jsonl J2.jsonl] [--max-checks 60] [--results DIR]
+
+Default journals: ``benchmarks/results/ga_journal/ga_journal_vgg.jsonl`` and
+``benchmarks/results/ga_journal_resnet/ga_journal_resnet.jsonl`` (the model is named by the file, the FAMES
+figures come from ``paper_table.json`` beside it). Writes ``benchmarks/results/ga_same_rule.json`` and
+``ga_same_rule.md`` and prints the table.
+
+Why: NSGA-II (as ALWANN) calls an assignment feasible when its measured validation drop is within the budget,
+a point estimate; `fames.select` accepts one only when the upper `default_confidence` bound (90 % at the
+default 16 passes) of its paired drop is. Every assignment that FAMES' rule accepts is feasible for the GA
+(the bound is above the drop), so walking the GA's feasible assignments from the largest saving down and
+re-measuring each (per image, on the same validation split; the journal's error rate is checked against
+the re-measurement) until one passes finds the best assignment the GA evaluated that FAMES' rule would
+accept, and when the GA first evaluated it. Both answers' test drops are measured too (the test split
+judges; it steers nothing). The GA is still run under its own rule: steered by the stricter one it might
+have done better, so the same-rule figure is what this run found, not what such a GA would find.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from _common import (
+    DEFAULT_CHECKPOINT_DIR,
+    RESULTS,
+    ROOT,
+    checkpoint_paths,
+    environment,
+    load_reference,
+    markdown_table,
+    open_library,
+    write_outputs,
+)
+
+from fames.emulation.api import approximate_
+from fames.selection.budget import DEFAULT_MAX_EVALUATIONS, default_confidence, paired_drop
+from fames.selection.evaluate import evaluate_model
+
+DEFAULT_JOURNALS = (RESULTS / "ga_journal" / "ga_journal_vgg.jsonl",
+                    RESULTS / "ga_journal_resnet" / "ga_journal_resnet.jsonl")
+
+
+def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Header and evaluations of a GA journal (an unfinished last line is dropped); each evaluation gets
+    ``elapsed``, the GA's clock when it finished."""
+    lines = path.read_text().splitlines()
+    if not lines:
+        raise SystemExit(f"{path}: empty journal")
+    header, rows, clock = json.loads(lines[0]), [], 0.0
+    for line in lines[1:]:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        clock += row["seconds"]
+        rows.append({**row, "elapsed": clock})
+    return header, rows
+
+
+def correctness(ref, library, assignment: Mapping[str, str], split: str, batch_size: int) -> np.ndarray:
+    """Per-image correctness of `assignment` (plain multipliers, as the GA's) on a split; model left exact."""
+    data = ref.data.split(split)
+    approximate_(ref.model, assignment, library)
+    try:
+        return evaluate_model(ref.model, data.x, data.y, batch_size).correct
+    finally:
+        approximate_(ref.model, {}, library)
+
+
+def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
+    model_name = path.stem.removeprefix("ga_journal_")
+    header, rows = read_journal(path)
+    layers, options, budget = header["layers"], header["options"], float(header["budget_pts"])
+    confidence = default_confidence(DEFAULT_MAX_EVALUATIONS)
+    found = checkpoint_paths([model_name], args.checkpoint_dir)
+    record_path = path.parent / "paper_table.json"
+    if model_name not in found or not record_path.is_file():
+        raise SystemExit(f"{path}: needs {args.checkpoint_dir / (model_name + '_mp.safetensors')} and the "
+                         f"paper_table record {record_path} beside the journal")
+    ref = load_reference(model_name, found[model_name])
+
+    def assignment(choice: Sequence[int]) -> dict[str, str]:
+        return {layer: options[i][c] for i, (layer, c) in enumerate(zip(layers, choice, strict=True))}
+
+    base_val = correctness(ref, library, {}, "val", args.batch_size)
+    base_test = correctness(ref, library, {}, "test", args.batch_size)
+    base_err = 1.0 - float(base_val.mean())
+    first: dict[tuple[int, ...], dict[str, Any]] = {}
+    for i, row in enumerate(rows):
+        first.setdefault(tuple(row["choice"]), {**row, "index": i + 1})
+    feasible = sorted((r for r in first.values() if 100.0 * (r["error"] - base_err) <= budget + 1e-9),
+                      key=lambda r: r["energy"])
+    if not feasible:
+        raise SystemExit(f"{path}: no feasible assignment in the journal")
+
+    def describe(row: dict[str, Any], val: np.ndarray, with_test: bool) -> dict[str, Any]:
+        bound = paired_drop(base_val, val, budget, confidence)
+        info = {"reduction": 100.0 * (1.0 - row["energy"]), "evaluation": row["index"],
+                "ga_seconds": row["elapsed"], "validation_drop": bound.drop_pts, "upper_bound": bound.upper_pts,
+                "accepted_by_fames_rule": bound.upper_pts <= budget, "assignment": assignment(row["choice"])}
+        if with_test:
+            test = correctness(ref, library, info["assignment"], "test", args.batch_size)
+            info["test_drop"] = 100.0 * float(base_test.mean() - test.mean())
+        return info
+
+    checked, ga_best, same_rule, mismatches = 0, None, None, 0
+    for row in feasible[: args.max_checks]:
+        val = correctness(ref, library, assignment(row["choice"]), "val", args.batch_size)
+        checked += 1
+        mismatches += abs((1.0 - float(val.mean())) - row["error"]) > 1e-9
+        info = describe(row, val, with_test=False)
+        print(f"{model_name}: {info['reduction']:.2f} % drop {info['validation_drop']:.2f} upper "
+              f"{info['upper_bound']:.2f} -> {'accept' if info['accepted_by_fames_rule'] else 'reject'}",
+              flush=True)
+        if ga_best is None:
+            ga_best = describe(row, val, with_test=True)
+        if info["accepted_by_fames_rule"]:
+            same_rule = describe(row, val, with_test=True)
+            break
+    fames = json.loads(record_path.read_text())["models"][model_name]
+    resolved = path.resolve()
+    return {"model": model_name,
+            "journal": str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved),
+            "ga_evaluations": len(rows), "ga_seconds": rows[-1]["elapsed"], "confidence": confidence,
+            "budget": budget, "checked": checked, "error_mismatches": int(mismatches),
+            "ga_best_own_rule": ga_best, "ga_best_fames_rule": same_rule,
+            "fames_reduction": fames["energy_reduction"], "fames_seconds": fames["fames_seconds"],
+            "fames_test_drop": fames["accuracy_drop"]}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--journals", type=Path, nargs="+", default=list(DEFAULT_JOURNALS))
+    p.add_argument("--checkpoint-dir", type=Path, default=DEFAULT_CHECKPOINT_DIR)
+    p.add_argument("--library", default=None, help="library file (default: the built-in one)")
+    p.add_argument("--max-checks", type=int, default=60, help="feasible assignments re-measured at most")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    missing = [str(j) for j in args.journals if not j.is_file()]
+    if missing:
+        raise SystemExit(f"no such journal: {', '.join(missing)} (make one with paper_table.py --ga-journal DIR)")
+    library, label = open_library(args.library)
+    start = time.perf_counter()
+    rows = [judge(j, library, args) for j in args.journals]
+    record = {"benchmark": "ga_same_rule", "library": label, "models": rows,
+              "seconds": time.perf_counter() - start, "environment": environment(1)}
+
+    def cells(r: dict[str, Any]) -> list[Any]:
+        own, same = r["ga_best_own_rule"], r["ga_best_fames_rule"] or {}
+        return [r["model"], r["ga_evaluations"], r["ga_seconds"], own["reduction"], own["validation_drop"],
+                own["upper_bound"], own["test_drop"], own["ga_seconds"], same.get("reduction", "none found"),
+                same.get("test_drop", "-"), same.get("ga_seconds", "-"), r["fames_reduction"], r["fames_test_drop"],
+                r["fames_seconds"]]
+
+    table = markdown_table(
+        ["model", "GA evals", "GA s", "GA best (own rule) %", "val drop", "upper bound", "test drop",
+         "found at GA s", "GA best (FAMES' rule) %", "test drop", "found at GA s", "FAMES %", "FAMES test drop",
+         "FAMES s"], [cells(r) for r in rows])
+    md = ("## NSGA-II judged by FAMES' acceptance rule\n\n"
+          f"Own rule: measured validation drop <= budget. FAMES' rule: upper {rows[0]['confidence']:.0%} bound of "
+          "the paired validation drop <= budget. Drops in points, times on the GA's journaled clock.\n\n" + table)
+    write_outputs("ga_same_rule", record, md, args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
