@@ -47,26 +47,24 @@ from _common import (
 from fames.emulation.api import approximate_
 from fames.selection.budget import DEFAULT_MAX_EVALUATIONS, default_confidence, paired_drop
 from fames.selection.evaluate import evaluate_model
+from fames.selection.genetic import read_journal
 
 DEFAULT_JOURNALS = (RESULTS / "ga_journal" / "ga_journal_vgg.jsonl",
                     RESULTS / "ga_journal_resnet" / "ga_journal_resnet.jsonl")
 
 
-def read_journal(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Header and evaluations of a GA journal (an unfinished last line is dropped); each evaluation gets
-    ``elapsed``, the GA's clock when it finished."""
-    lines = path.read_text().splitlines()
-    if not lines:
-        raise SystemExit(f"{path}: empty journal")
-    header, rows, clock = json.loads(lines[0]), [], 0.0
-    for line in lines[1:]:
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            break
+def journal_rows(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Header and evaluations of a GA journal; each evaluation gets ``elapsed``, the GA's clock when it
+    finished."""
+    try:
+        header, rows, _ = read_journal(path)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    clock, timed = 0.0, []
+    for row in rows:
         clock += row["seconds"]
-        rows.append({**row, "elapsed": clock})
-    return header, rows
+        timed.append({**row, "elapsed": clock})
+    return header, timed
 
 
 def correctness(ref, library, assignment: Mapping[str, str], split: str, batch_size: int) -> np.ndarray:
@@ -81,7 +79,7 @@ def correctness(ref, library, assignment: Mapping[str, str], split: str, batch_s
 
 def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
     model_name = path.stem.removeprefix("ga_journal_")
-    header, rows = read_journal(path)
+    header, rows = journal_rows(path)
     layers, options, budget = header["layers"], header["options"], float(header["budget_pts"])
     confidence = default_confidence(DEFAULT_MAX_EVALUATIONS)
     found = checkpoint_paths([model_name], args.checkpoint_dir)
@@ -105,14 +103,15 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
     if not feasible:
         raise SystemExit(f"{path}: no feasible assignment in the journal")
 
-    def describe(row: dict[str, Any], val: np.ndarray, with_test: bool) -> dict[str, Any]:
+    def judged(row: dict[str, Any], val: np.ndarray) -> dict[str, Any]:
         bound = paired_drop(base_val, val, budget, confidence)
-        info = {"reduction": 100.0 * (1.0 - row["energy"]), "evaluation": row["index"],
+        return {"reduction": 100.0 * (1.0 - row["energy"]), "evaluation": row["index"],
                 "ga_seconds": row["elapsed"], "validation_drop": bound.drop_pts, "upper_bound": bound.upper_pts,
                 "accepted_by_fames_rule": bound.upper_pts <= budget, "assignment": assignment(row["choice"])}
-        if with_test:
-            test = correctness(ref, library, info["assignment"], "test", args.batch_size)
-            info["test_drop"] = 100.0 * float(base_test.mean() - test.mean())
+
+    def with_test_drop(info: dict[str, Any]) -> dict[str, Any]:
+        test = correctness(ref, library, info["assignment"], "test", args.batch_size)
+        info["test_drop"] = 100.0 * float(base_test.mean() - test.mean())
         return info
 
     checked, ga_best, same_rule, mismatches = 0, None, None, 0
@@ -120,14 +119,14 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
         val = correctness(ref, library, assignment(row["choice"]), "val", args.batch_size)
         checked += 1
         mismatches += abs((1.0 - float(val.mean())) - row["error"]) > 1e-9
-        info = describe(row, val, with_test=False)
+        info = judged(row, val)
         print(f"{model_name}: {info['reduction']:.2f} % drop {info['validation_drop']:.2f} upper "
               f"{info['upper_bound']:.2f} -> {'accept' if info['accepted_by_fames_rule'] else 'reject'}",
               flush=True)
         if ga_best is None:
-            ga_best = describe(row, val, with_test=True)
+            ga_best = with_test_drop(info)
         if info["accepted_by_fames_rule"]:
-            same_rule = describe(row, val, with_test=True)
+            same_rule = info if "test_drop" in info else with_test_drop(info)
             break
     fames = json.loads(record_path.read_text())["models"][model_name]
     resolved = path.resolve()

@@ -101,6 +101,25 @@ class GeneticResult:
     replayed: int = 0
 
 
+def read_journal(path: str | os.PathLike) -> tuple[dict, list[dict], bool]:
+    """Header, evaluations in the order they were made, and whether an unfinished last line (a sitting
+    killed in the middle of a write) was left out, of an `EvaluationJournal` file.
+
+    Raises:
+        ValueError: not a genetic-search journal.
+    """
+    path = Path(path)
+    text = path.read_text()
+    lines = text.splitlines()
+    unfinished = bool(text) and not text.endswith("\n")
+    if unfinished:
+        lines = lines[:-1]
+    try:
+        return json.loads(lines[0]), [json.loads(line) for line in lines[1:] if line.strip()], unfinished
+    except (json.JSONDecodeError, IndexError) as exc:
+        raise ValueError(f"{path}: not a genetic-search journal ({exc})") from None
+
+
 class EvaluationJournal:
     """Append-only JSON-lines record of a genetic search's evaluations, so that a long search can resume.
 
@@ -114,17 +133,11 @@ class EvaluationJournal:
         self.entries: dict[tuple[int, ...], tuple[float, float, float]] = {}
         header = json.loads(json.dumps(header))  # as it reads back
         if self.path.is_file() and self.path.stat().st_size > 0:
-            text = self.path.read_text()
-            lines = text.splitlines()
-            if not text.endswith("\n"):  # a sitting killed in the middle of a write: drop the partial line
+            found, rows, unfinished = read_journal(self.path)
+            if unfinished:  # a sitting killed in the middle of a write: drop the partial line
                 log.warning("%s: ignoring an unfinished last line", self.path)
-                lines = lines[:-1]
-                self.path.write_text("".join(line + "\n" for line in lines))
-            try:
-                found = json.loads(lines[0])
-                rows = [json.loads(line) for line in lines[1:] if line.strip()]
-            except (json.JSONDecodeError, IndexError) as exc:
-                raise ValueError(f"{self.path}: not a genetic-search journal ({exc})") from None
+                text = self.path.read_text()
+                self.path.write_text(text[: text.rfind("\n") + 1])
             if found != header:
                 diff = sorted(k for k in set(found) | set(header) if found.get(k) != header.get(k))
                 raise ValueError(f"{self.path}: journal of another search (differs in {', '.join(diff)}); "
