@@ -13,10 +13,10 @@ depend on FAMES). Also committed:
 made with the earlier 8-pass default) and ``--threads 1 --models lenet --ga-gen 1000 --ga-time-limit 7200
 --results benchmarks/results/ga_long_lenet`` (a 2-hour GA, to see where it levels off; its FAMES column
 refreshed likewise with ``--ga-from`` its own earlier record).
-VGG and ResNet GAs continued over sittings (resume with a larger ``--ga-time-limit``; so far 20,905 s and 8,600 s):
-``--threads 1 --models vgg --ga-gen 5000 --ga-time-limit 20900 --ga-journal benchmarks/results/ga_journal
+VGG and ResNet GAs continued over sittings (resume with a larger ``--ga-time-limit``; so far 24,000 s and 18,000 s):
+``--threads 1 --models vgg --ga-gen 5000 --ga-time-limit 24000 --ga-journal benchmarks/results/ga_journal
 --results benchmarks/results/ga_journal`` and ``--threads 1 --models resnet --ga-gen 5000 --ga-time-limit
-8600 --ga-journal benchmarks/results/ga_journal_resnet --results benchmarks/results/ga_journal_resnet``.
+18000 --ga-journal benchmarks/results/ga_journal_resnet --results benchmarks/results/ga_journal_resnet``.
 `benchmarks/ga_same_rule.py` judges those journals' assignments by FAMES' own acceptance rule.
 
 FAMES runs as `fames.select` does by default, with mean-error compensation (per-channel accumulator
