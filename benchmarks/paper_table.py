@@ -4,7 +4,7 @@ Run (from the repository root):
 
     .venv/bin/python benchmarks/paper_table.py [--quick] [--models lenet,vgg,resnet] [--budget 1.0] \
         [--ga-pop 32 --ga-gen 30] [--ga-time-limit SECONDS] [--checkpoint-dir DIR] [--library FILE] \
-        [--ga-from RECORD] [--ga-journal DIR] [--no-compensation] [--device cuda]
+        [--ga-from RECORD] [--ga-journal DIR] [--no-compensation] [--estimator NAME] [--device cuda]
 
 The committed record: ``--threads 1 --ga-time-limit 420``; its FAMES columns were refreshed after the
 change of defaults to 16 passes at 90 % with ``--ga-from`` the record of commit 35a570b (the GA does not
@@ -88,6 +88,7 @@ from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
 from fames.selection.evaluate import evaluate_model, make_evaluator
 from fames.selection.genetic import GeneticResult, genetic_search
 from fames.selection.ilp import KnapsackProblem, build_problem
+from fames.sensitivity.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
 
 log = logging.getLogger("benchmarks.paper_table")
 
@@ -118,6 +119,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-evaluations", type=int, default=None,
                    help="FAMES' budget-search evaluations in validation passes (default: fames.select's)")
     p.add_argument("--calibration", type=int, default=CALIBRATION_SIZE)
+    p.add_argument("--estimator", default=DEFAULT_ESTIMATOR, choices=sorted(ESTIMATORS),
+                   help="FAMES' estimator (default: fames.select's)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -154,7 +157,8 @@ def run_fames(ref: Reference, library, args: argparse.Namespace) -> tuple[Any, f
     start = time.perf_counter()
     extra = {} if args.max_evaluations is None else {"max_evaluations": args.max_evaluations}
     sel = fames.select(ref.model, library, cal, val, max_accuracy_drop=args.budget,
-                       batch_size=args.batch_size, seed=args.seed, compensate=not args.no_compensation, **extra)
+                       batch_size=args.batch_size, seed=args.seed, compensate=not args.no_compensation,
+                       estimator=args.estimator, **extra)
     return sel, time.perf_counter() - start
 
 
