@@ -30,6 +30,13 @@ For each reference checkpoint ``<dir>/<model>_mp.safetensors``:
 selection ILP adds estimates over layers, so an estimator must rank single substitutions *and* add up.
 (On single-layer Spearman alone fisher, curvature and abs are within 0.005 of each other; their sums
 differ a lot: fisher's first-order part is noise of either sign that accumulates over 22 ResNet layers.)
+When ``benchmarks/results/journal_ranking.json`` exists (`journal_ranking.py`: the summed estimates
+against the thousands of assignments that long NSGA-II runs measured; ``--journal-ranking FILE`` names
+another, ``--journal-ranking none`` leaves it out), the score has a third term, the mean over its models of
+the Spearman of ``sum of <estimator>`` against the measured validation drop over the assignments measured
+between 0.3 and 2 points: the ten random assignments above say little about how whole assignments near a
+1-point budget rank, and that is what decides the budget search's candidates (over all assignments with a
+drop of at most 3 points the same estimator ranks first).
 ``python benchmarks/fidelity.py --rescore FILE`` recomputes the ranking and tables of a record.
 """
 
@@ -50,6 +57,8 @@ from _common import (
     CALIBRATION_SIZE,
     DEFAULT_CHECKPOINT_DIR,
     REFERENCE_MODELS,
+    RESULTS,
+    ROOT,
     SELECT_GROUPS,
     Reference,
     candidates,
@@ -64,6 +73,7 @@ from _common import (
     spread,
     write_outputs,
 )
+from journal_ranking import NEAR_BUDGET as JOURNAL_BAND
 
 from fames.emulation.api import approximate_
 from fames.multipliers.appmul import AppMul
@@ -75,6 +85,7 @@ from fames.sensitivity.compensation import OffsetTable, choose_compensation
 from fames.sensitivity.counting import CountingResult
 
 log = logging.getLogger("benchmarks.fidelity")
+DEFAULT_JOURNAL_RANKING = RESULTS / "journal_ranking.json"
 
 
 @dataclass
@@ -151,6 +162,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--results", type=Path, default=None, help="results folder (default benchmarks/results)")
+    p.add_argument("--journal-ranking", type=Path, default=None,
+                   help="journal_ranking.py record for the score's third term (default: "
+                        "benchmarks/results/journal_ranking.json when it exists; 'none' leaves it out)")
     args = p.parse_args(argv)
     if args.max_per_layer is None:
         args.max_per_layer = 8 if args.quick else None
@@ -384,19 +398,36 @@ def run_model(name: str, path: Path, library, args: argparse.Namespace) -> dict[
     }
 
 
-def best_estimator(models: Mapping[str, dict[str, Any]]
+def journal_spearman(journal: Mapping[str, Any] | None) -> dict[str, float | None]:
+    """Per estimator, the mean over a `journal_ranking.py` record's models of the Spearman of its summed
+    estimates in the band around a 1-point budget (empty without a record)."""
+    if not journal:
+        return {}
+    out: dict[str, float | None] = {}
+    for est in ESTIMATORS:
+        values = [m["bands"][JOURNAL_BAND]["spearman"].get(f"sum of {est}") for m in journal["models"]]
+        values = [v for v in values if v is not None]
+        out[est] = float(np.mean(values)) if values else None
+    return out
+
+
+def best_estimator(models: Mapping[str, dict[str, Any]], journal: Mapping[str, Any] | None = None
                    ) -> tuple[str | None, dict[str, float | None], dict[str, float | None]]:
-    """Best estimator by score (mean of single-layer and additivity Spearman), the scores and the
-    single-layer mean Spearman of every estimator."""
+    """Best estimator by score (mean of single-layer, additivity and, given a `journal_ranking.py` record,
+    GA-journal Spearman), the scores and the single-layer mean Spearman of every estimator."""
     means: dict[str, float | None] = {}
     scores: dict[str, float | None] = {}
+    ranked_journal = journal_spearman(journal)
     for est in ESTIMATORS:
         single = [m["estimators"][est]["spearman"] for m in models.values()]
         joint = [m["additivity"]["estimators"][est]["spearman"] for m in models.values()]
         single = [v for v in single if v is not None]
         joint = [v for v in joint if v is not None]
         means[est] = float(np.mean(single)) if single else None
-        scores[est] = float((np.mean(single) + np.mean(joint)) / 2) if single and joint else None
+        terms = [float(np.mean(single)), float(np.mean(joint))] if single and joint else []
+        if terms and journal:
+            terms = terms + [ranked_journal[est]] if ranked_journal.get(est) is not None else []
+        scores[est] = float(np.mean(terms)) if terms else None
     ranked = [e for e in scores if scores[e] is not None]
     return (max(ranked, key=lambda e: scores[e]) if ranked else None), scores, means
 
@@ -451,7 +482,11 @@ def markdown(record: dict[str, Any]) -> str:
         markdown_table(["model", "predictor", "Spearman", "Pearson", "median ratio", "n"], add_rows),
         "Mean Spearman over models: " + ", ".join(f"{e} {v:.3f}" if v is not None else f"{e} -"
                                                   for e, v in record["mean_spearman"].items())
-        + ". Score (mean of single-layer and additivity Spearman): "
+        + (f". GA-journal Spearman near the budget (`journal_ranking.py`, {JOURNAL_BAND} pt): "
+           + ", ".join(f"{e} {v:.3f}" if v is not None else f"{e} -" for e, v in record["journal_spearman"].items())
+           if record.get("journal_spearman") else "")
+        + (". Score (mean of single-layer, additivity and GA-journal Spearman): " if record.get("journal_spearman")
+           else ". Score (mean of single-layer and additivity Spearman): ")
         + ", ".join(f"{e} {v:.3f}" if v is not None else f"{e} -" for e, v in record["score"].items())
         + f". **Best estimator: {best}** (default: {DEFAULT_ESTIMATOR}).",
     ]
@@ -471,11 +506,31 @@ def markdown(record: dict[str, Any]) -> str:
     return "\n\n".join(parts)
 
 
-def rescore(path: Path) -> int:
+def load_journal_ranking(path: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The `journal_ranking.py` record at `path` (None: none, or the default one when it exists)."""
+    if path is None:
+        path = DEFAULT_JOURNAL_RANKING
+        if not path.is_file():
+            return None, None
+    elif str(path) == "none":
+        return None, None
+    try:
+        record = json.loads(path.read_text())
+        if record.get("benchmark") != "journal_ranking":
+            raise ValueError("not a journal_ranking record")
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--journal-ranking {path}: {exc}") from None
+    resolved = path.resolve()
+    return record, str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved)
+
+
+def rescore(path: Path, journal_path: Path | None) -> int:
     """Recompute ranking, default and tables of an existing record from its own measurements."""
     record = json.loads(path.read_text())
-    best, scores, means = best_estimator(record["models"])
-    record.update(best_estimator=best, score=scores, mean_spearman=means, default_estimator=DEFAULT_ESTIMATOR)
+    journal, journal_label = load_journal_ranking(journal_path)
+    best, scores, means = best_estimator(record["models"], journal)
+    record.update(best_estimator=best, score=scores, mean_spearman=means, default_estimator=DEFAULT_ESTIMATOR,
+                  journal_ranking=journal_label, journal_spearman=journal_spearman(journal))
     path.write_text(json.dumps(record, indent=2) + "\n")
     text = markdown(record)
     path.with_suffix(".md").write_text(text + "\n")
@@ -486,7 +541,8 @@ def rescore(path: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.rescore:
-        return rescore(args.rescore)
+        return rescore(args.rescore, args.journal_ranking)
+    journal, journal_label = load_journal_ranking(args.journal_ranking)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     library, lib_label = open_library(args.library)
@@ -498,13 +554,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, path in paths.items():
         log.info("model %s (%s)", name, path)
         models[name] = run_model(name, path, library, args)
-    best, scores, means = best_estimator(models)
+    best, scores, means = best_estimator(models, journal)
     record = {
         "benchmark": "fidelity",
         "best_estimator": best,
         "default_estimator": DEFAULT_ESTIMATOR,
         "score": scores,
         "mean_spearman": means,
+        "journal_ranking": journal_label,
+        "journal_spearman": journal_spearman(journal),
         "models": models,
         "settings": {"mode": "quick" if args.quick else "full", "library": lib_label,
                      "calibration": args.calibration, "groups": args.groups, "pad_taps": True,

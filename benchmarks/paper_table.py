@@ -6,13 +6,14 @@ Run (from the repository root):
         [--ga-pop 32 --ga-gen 30] [--ga-time-limit SECONDS] [--checkpoint-dir DIR] [--library FILE] \
         [--ga-from RECORD] [--ga-journal DIR] [--no-compensation] [--estimator NAME] [--device cuda]
 
-The committed record: ``--threads 1 --ga-time-limit 420``; its FAMES columns were refreshed after the
-change of defaults to 16 passes at 90 % with ``--ga-from`` the record of commit 35a570b (the GA does not
-depend on FAMES). Also committed:
+The committed record: ``--threads 1 --ga-time-limit 420``; its FAMES columns were refreshed after each
+change of defaults with ``--ga-from`` an earlier record (the GA does not depend on FAMES), last after the
+switch to the curvature estimator, from the record made with ``mean|t|``, which is kept as
+``benchmarks/results/estimator_abs/`` (``--estimator abs`` makes it again). Also committed:
 ``--threads 1 --no-ga --no-compensation --results benchmarks/results/ablation_no_compensation`` (the ablation,
-made with the earlier 8-pass default) and ``--threads 1 --models lenet --ga-gen 1000 --ga-time-limit 7200
---results benchmarks/results/ga_long_lenet`` (a 2-hour GA, to see where it levels off; its FAMES column
-refreshed likewise with ``--ga-from`` its own earlier record).
+made with the earlier 8-pass default and ``mean|t|``) and ``--threads 1 --models lenet --ga-gen 1000
+--ga-time-limit 7200 --results benchmarks/results/ga_long_lenet`` (a 2-hour GA, to see where it levels off;
+its FAMES column refreshed likewise with ``--ga-from`` its own earlier record).
 VGG and ResNet GAs continued over sittings (resume with a larger ``--ga-time-limit``; so far 24,000 s and 18,000 s):
 ``--threads 1 --models vgg --ga-gen 5000 --ga-time-limit 24000 --ga-journal benchmarks/results/ga_journal
 --results benchmarks/results/ga_journal`` and ``--threads 1 --models resnet --ga-gen 5000 --ga-time-limit
