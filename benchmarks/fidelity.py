@@ -424,9 +424,12 @@ def best_estimator(models: Mapping[str, dict[str, Any]], journal: Mapping[str, A
         single = [v for v in single if v is not None]
         joint = [v for v in joint if v is not None]
         means[est] = float(np.mean(single)) if single else None
-        terms = [float(np.mean(single)), float(np.mean(joint))] if single and joint else []
-        if terms and journal:
-            terms = terms + [ranked_journal[est]] if ranked_journal.get(est) is not None else []
+        terms: list[float] = []
+        if single and joint:
+            terms = [float(np.mean(single)), float(np.mean(joint))]
+            near_budget = ranked_journal.get(est)
+            if journal:  # with a journal record, an estimator it does not cover gets no score
+                terms = terms + [near_budget] if near_budget is not None else []
         scores[est] = float(np.mean(terms)) if terms else None
     ranked = [e for e in scores if scores[e] is not None]
     return (max(ranked, key=lambda e: scores[e]) if ranked else None), scores, means
