@@ -23,13 +23,13 @@ from fames.data.splits import Dataset, Split
 from fames.multipliers.appmul import AppMul
 from fames.multipliers.formats import OperandFormat
 from fames.multipliers.library import Library, builtin_library, builtin_library_path, load_library
-from fames.selection.api import select
+from fames.selection.api import DEFAULT_CALIBRATION, select
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_CHECKPOINT_DIR = ROOT / "src" / "fames" / "assets" / "models"
 REFERENCE_MODELS = ("lenet", "vgg", "resnet")
-CALIBRATION_SIZE = 1024
+CALIBRATION_SIZE = DEFAULT_CALIBRATION  # fames select's
 SELECT_GROUPS: int = inspect.signature(select).parameters["groups"].default
 
 log = logging.getLogger("benchmarks")

@@ -141,6 +141,9 @@ class Measurer:
                 "dacc_cal": cal.accuracy - base_cal.accuracy}
 
 
+FIDELITY_CALIBRATION = 1024  # more images measure each substitution's loss change more precisely
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="few substitutions per layer, test subset, 10 joints")
@@ -157,7 +160,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-size", type=int, default=None, help="test images (default all, quick 2000)")
     p.add_argument("--groups", type=int, default=SELECT_GROUPS,
                    help="micro-batch groups of the counting pass (default: fames.select's)")
-    p.add_argument("--calibration", type=int, default=CALIBRATION_SIZE)
+    p.add_argument("--calibration", type=int, default=FIDELITY_CALIBRATION,
+                   help="calibration images (default 1,024: the committed record's; fames select now counts on "
+                        f"{CALIBRATION_SIZE})")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)

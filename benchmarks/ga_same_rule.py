@@ -11,8 +11,8 @@ figures come from ``paper_table.json`` beside it). Writes ``benchmarks/results/g
 ``ga_same_rule.md`` and prints the table.
 
 Why: NSGA-II (as ALWANN) calls an assignment feasible when its measured validation drop is within the budget,
-a point estimate; `fames.select` accepts one only when the upper `default_confidence` bound (90 % at the
-default 16 passes) of its paired drop is. Every assignment that FAMES' rule accepts is feasible for the GA
+a point estimate; `fames.select` accepts one only when the upper `default_confidence` bound (80 % at the
+default 8 passes) of its paired drop is. Every assignment that FAMES' rule accepts is feasible for the GA
 (the bound is above the drop), so walking the GA's feasible assignments from the largest saving down and
 re-measuring each (per image, on the same validation split; the journal's error rate is checked against
 the re-measurement) until one passes finds the best assignment the GA evaluated that FAMES' rule would

@@ -85,13 +85,16 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(spearmanr(x, y)[0])
 
 
+RANKING_CALIBRATION = 1024  # as fidelity.py's, whose score this record feeds
+
+
 def rank_journal(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
     model_name = path.stem.removeprefix("ga_journal_")
     found = checkpoint_paths([model_name], args.checkpoint_dir)
     if model_name not in found:
         raise SystemExit(f"{path}: needs {args.checkpoint_dir / (model_name + '_mp.safetensors')}")
     header, choices, drops = measured_assignments(path, QUICK_ROWS if args.quick else None)
-    ref = load_reference(model_name, found[model_name])
+    ref = load_reference(model_name, found[model_name], RANKING_CALIBRATION)
     start = time.perf_counter()
     counts = counting_matrices(ref.model, (ref.calibration.x, ref.calibration.y), groups=SELECT_GROUPS,
                                batch_size=args.batch_size, dtype=COUNTING_DTYPE)

@@ -8,8 +8,9 @@ Run (from the repository root):
 
 The committed record: ``--threads 1 --ga-time-limit 420``; its FAMES columns were refreshed after each
 change of defaults with ``--ga-from`` an earlier record (the GA does not depend on FAMES), last after the
-switch to the curvature estimator, from the record made with ``mean|t|``, which is kept as
-``benchmarks/results/estimator_abs/`` (``--estimator abs`` makes it again). Also committed:
+switch to 512 calibration images and 8 passes (2026-12-06; the long-GA records below likewise). The
+record made with ``mean|t|`` is kept as ``benchmarks/results/estimator_abs/`` (``--estimator abs
+--calibration 1024 --max-evaluations 16 --attribution accuracy --no-rescale`` makes it again). Also committed:
 ``--threads 1 --no-ga --no-compensation --results benchmarks/results/ablation_no_compensation`` (the ablation,
 made with the earlier 8-pass default and ``mean|t|``) and ``--threads 1 --models lenet --ga-gen 1000
 --ga-time-limit 7200 --results benchmarks/results/ga_long_lenet`` (a 2-hour GA, to see where it levels off;
@@ -122,6 +123,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--calibration", type=int, default=CALIBRATION_SIZE)
     p.add_argument("--estimator", default=DEFAULT_ESTIMATOR, choices=sorted(ESTIMATORS),
                    help="FAMES' estimator (default: fames.select's)")
+    p.add_argument("--attribution", default="loss", choices=["loss", "accuracy"],
+                   help="how FAMES' budget search picks the substitution to ban after a rejection")
+    p.add_argument("--no-rescale", action="store_true",
+                   help="FAMES' budget search without rescaling a banned substitution's layer estimates")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -159,7 +164,8 @@ def run_fames(ref: Reference, library, args: argparse.Namespace) -> tuple[Any, f
     extra = {} if args.max_evaluations is None else {"max_evaluations": args.max_evaluations}
     sel = fames.select(ref.model, library, cal, val, max_accuracy_drop=args.budget,
                        batch_size=args.batch_size, seed=args.seed, compensate=not args.no_compensation,
-                       estimator=args.estimator, **extra)
+                       estimator=args.estimator, attribution=args.attribution,
+                       rescale_layers=not args.no_rescale, **extra)
     return sel, time.perf_counter() - start
 
 
@@ -410,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "ga_from": str(args.ga_from) if args.ga_from else None,
                      "compensation": not args.no_compensation, "device": args.device,
                      "ga_journal": str(args.ga_journal) if args.ga_journal else None,
-                     "max_evaluations": args.max_evaluations,
+                     "max_evaluations": args.max_evaluations, "attribution": args.attribution,
+                     "rescale_layers": not args.no_rescale,
                      "estimator": next(iter(models.values()))["estimator"] if models else None},
         "environment": environment(args.threads, args.device),
         "seconds": time.perf_counter() - start,

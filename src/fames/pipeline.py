@@ -32,7 +32,7 @@ from fames.emulation.api import approximate_, restore_
 from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
 from fames.errors import UsageError
 from fames.quant.api import bits_of, quant_layers
-from fames.selection.api import Selection, select
+from fames.selection.api import DEFAULT_CALIBRATION, Selection, select
 from fames.selection.budget import DropBound, ParetoPoint, paired_drop
 from fames.selection.evaluate import evaluate_model
 from fames.sensitivity.estimators import DEFAULT_ESTIMATOR
@@ -238,7 +238,7 @@ def run_pipeline(
     budget: float = 1.0,
     *,
     estimator: str = DEFAULT_ESTIMATOR,
-    calibration: int = 1024,
+    calibration: int = DEFAULT_CALIBRATION,
     seed: int = 0,
     assignment: Mapping[str, str] | None = None,
     loss_points: int = 6,

@@ -17,6 +17,7 @@ from fames.selection.budget import (
     sweep,
     tau_grid,
 )
+from fames.selection.evaluate import EvalResult
 from fames.selection.genetic import genetic_search, seed_population
 from fames.selection.ilp import KnapsackProblem, solve_knapsack
 
@@ -101,6 +102,15 @@ class PrefixWorld(FakeWorld):
         return self.evaluate(model)[part or slice(None)]
 
 
+class LossWorld(PrefixWorld):
+    """PrefixWorld that also gives per-sample losses (`results`, as `make_evaluator`'s): the loss of each
+    image grows smoothly with the true drop, so a prefix ranks substitutions even where accuracy ties."""
+
+    def results(self, model, part: slice | None = None) -> EvalResult:
+        correct = self(model, part)
+        return EvalResult(correct, (~correct).astype(float) + 0.01 * self.drop_of(self.current))
+
+
 def _misestimated_problem() -> tuple[KnapsackProblem, KnapsackProblem]:
     """(estimated, true): layer b's option x is estimated at 0.05 points but really costs 6 points."""
     cost = [np.array([1.0, 0.7, 0.5]), np.array([2.0, 1.0, 0.8]), np.array([0.5, 0.3, 0.2]),
@@ -114,7 +124,7 @@ def _misestimated_problem() -> tuple[KnapsackProblem, KnapsackProblem]:
             KnapsackProblem(list("abcd"), names, cost, risk, [0] * 4))
 
 
-@pytest.mark.parametrize("world_type", [FakeWorld, PrefixWorld])
+@pytest.mark.parametrize("world_type", [FakeWorld, PrefixWorld, LossWorld])
 def test_learned_bans_recover_from_a_misestimated_substitution(world_type) -> None:
     estimated, true = _misestimated_problem()
     world = world_type(true)
@@ -315,3 +325,21 @@ def test_genetic_journal_resumes_the_same_search(tmp_path, monkeypatch) -> None:
     with pytest.raises(ValueError, match="budget_pts"):
         genetic.genetic_search(None, None, problem, first.evaluate, 0.5, pop_size=8, generations=12, seed=2,
                                apply_fn=first.apply, journal=journal)
+
+
+def test_loss_attribution_rescales_the_culprit_layer_on_a_copy(caplog) -> None:
+    estimated, true = _misestimated_problem()
+    before = [r.copy() for r in estimated.risk]
+    world = LossWorld(true)
+    with caplog.at_level("INFO", logger="fames.selection.budget"):
+        res = search_budget(None, None, estimated, world, 1.0, apply_fn=world.apply, max_evaluations=20,
+                            screen=500, confidence=0.8)
+    assert res.chosen is not None and res.assignment["b"] != "x"
+    assert "scaled b's estimates" in caplog.text and "banned b=x" in caplog.text
+    assert all(np.array_equal(a, b) for a, b in zip(before, estimated.risk, strict=True))  # caller's problem intact
+    # accuracy attribution reaches the same best assignment (the culprit is clear either way)
+    acc = search_budget(None, None, estimated, world, 1.0, apply_fn=world.apply, max_evaluations=20, screen=500,
+                        confidence=0.8, attribution="accuracy")
+    assert acc.chosen is not None and acc.chosen.energy_pj == pytest.approx(res.chosen.energy_pj)
+    with pytest.raises(ValueError, match="attribution"):
+        search_budget(None, None, estimated, world, 1.0, apply_fn=world.apply, attribution="gradient")

@@ -46,6 +46,7 @@ def budget_arg(text: str) -> float:
 
 def add_selection_args(p: argparse.ArgumentParser) -> None:
     """Options shared by `fames run`, `fames select` and `fames demo`."""
+    from fames.selection.api import DEFAULT_CALIBRATION
     from fames.sensitivity.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
 
     p.add_argument("--library", metavar="FILE", help="multiplier library (.npz; default: the built-in one)")
@@ -53,8 +54,8 @@ def add_selection_args(p: argparse.ArgumentParser) -> None:
                    help="accuracy budget in top-1 points, 0..100 (default 1.0)")
     p.add_argument("--estimator", default=DEFAULT_ESTIMATOR, choices=sorted(ESTIMATORS),
                    help=f"loss-change estimator (default {DEFAULT_ESTIMATOR})")
-    p.add_argument("--calibration", type=int, default=1024, metavar="N",
-                   help="calibration images from the training split (default 1024)")
+    p.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION, metavar="N",
+                   help=f"calibration images from the training split (default {DEFAULT_CALIBRATION})")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset and bootstrap")
     p.add_argument("--no-compensation", action="store_true",
                    help="do not remove each multiplier's mean error with per-channel accumulator offsets")

@@ -73,7 +73,8 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
 class DatasetEvaluator:
     """``model -> per-sample correctness`` over fixed data; ``part=slice(a, b)`` evaluates samples a..b-1.
 
-    The budget search screens candidates on a prefix and finishes them on the rest (`accepts_part`).
+    The budget search screens candidates on a prefix and finishes them on the rest (`accepts_part`), and
+    attributes a rejection to one substitution by the per-sample losses of `results`.
     """
 
     accepts_part = True
@@ -89,6 +90,11 @@ class DatasetEvaluator:
     def __call__(self, model: nn.Module, part: slice | None = None) -> np.ndarray:
         part = part or slice(None)
         return evaluate_model(model, self.x[part], self.y[part], self.batch_size).correct
+
+    def results(self, model: nn.Module, part: slice | None = None) -> EvalResult:
+        """Per-sample correctness and cross-entropy of `model` on samples `part` (all by default)."""
+        part = part or slice(None)
+        return evaluate_model(model, self.x[part], self.y[part], self.batch_size)
 
 
 def make_evaluator(x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> DatasetEvaluator:
