@@ -93,10 +93,9 @@ from fames.selection.ilp import IlpSolution, KnapsackProblem, solve_knapsack
 log = logging.getLogger(__name__)
 
 MIN_GAIN_PCT = 0.25  # a candidate found after a ban must save this many points more than the accepted one
-# Validation passes of the budget search. 8 rather than 16 since culprits are named by loss: over calibration
-# seeds 0-4 of the three reference models, 8 passes (at 80 %) saved as much as 16 (at 90 %), 33.5 % against
-# 33.2 % on average, with the same largest test drop (0.86 pt), in half the time
-# (`benchmarks/results/search_cost/`).
+# Validation passes of the budget search. 8 rather than 16: with culprits named by loss, over calibration seeds
+# 0-4 of the three reference models, 8 passes (at 80 %) saved as much as 16 (at 90 %), 33.5 % against 33.2 %
+# on average, with the same largest test drop (0.86 pt), in half the time (`benchmarks/results/search_cost/`).
 DEFAULT_MAX_EVALUATIONS = 8
 WRONG_ACCEPTANCE_ALLOWANCE = 1.6  # (1 - confidence) * passes of the default level (see module doc)
 MIN_CONFIDENCE = 0.8
@@ -305,7 +304,7 @@ def search_budget(
         raise ValueError(f"attribution must be 'loss' or 'accuracy', got {attribution!r}")
     confidence = default_confidence(max_evaluations) if confidence is None else confidence
     apply_fn = apply_fn or default_apply()
-    if rescale_layers:  # the search scales risks in place: work on a copy
+    if rescale_layers:  # rescaling changes risks in place: work on a copy
         problem = KnapsackProblem(problem.layers, problem.options, problem.cost, [r.copy() for r in problem.risk],
                                   problem.exact)
     t0 = time.perf_counter()
