@@ -6,6 +6,8 @@ Run (from the repository root):
         [--checkpoint-dir src/fames/assets/models] [--library FILE]
 
 Writes ``benchmarks/results/fidelity.json`` and ``benchmarks/results/fidelity.md`` and prints the table.
+The committed record is ``--quick`` (1,024 calibration images); ``--quick --calibration 512 --results
+benchmarks/results/fidelity_c512`` (the images `fames select` counts on since 2026-12-06) is committed too.
 
 For each reference checkpoint ``<dir>/<model>_mp.safetensors``:
 
