@@ -12,8 +12,8 @@ Run (from the repository root; each configuration is one ``paper_table.py --no-g
 the results folder (and one ``paper_table`` record per configuration,
 ``<model>_e<passes>_c<images>[_s<seed>]/``) and prints the table. The committed record is the default
 command (its 6- and 16-pass FAMES runs were made two at a time, one per core; the 8-pass runs and the GA
-re-timing ran on one core with the other idle; a repeat of the re-timing moved ResNet's seconds per
-evaluation from 10.6 to 8.5, so the ratios carry about 20 % of noise).
+re-timing ran on one core with the other idle; repeats of the re-timing have given ResNet 8.5 to 10.6 s
+per evaluation, so the ratios carry about 20 % of noise).
 
 The GA side is not rerun (hours per model): it comes from the committed long runs, LeNet
 ``ga_long_lenet/``, VGG ``ga_journal/``, ResNet ``ga_journal_resnet/`` (their ``paper_table.json``). Those

@@ -10,6 +10,7 @@ import pytest
 
 from fames.selection.budget import (
     MIN_CONFIDENCE,
+    MIN_GAIN_PCT,
     default_confidence,
     paired_drop,
     search_budget,
@@ -343,3 +344,41 @@ def test_loss_attribution_rescales_the_culprit_layer_on_a_copy(caplog) -> None:
     assert acc.chosen is not None and acc.chosen.energy_pj == pytest.approx(res.chosen.energy_pj)
     with pytest.raises(ValueError, match="attribution"):
         search_budget(None, None, estimated, world, 1.0, apply_fn=world.apply, attribution="gradient")
+
+
+def _fine_problem() -> KnapsackProblem:
+    """One layer, 31 options 0.1 % of energy apart, each step costing 0.05 points: a dense sweep front."""
+    steps = np.arange(31)
+    return KnapsackProblem(["a"], [[f"o{k}" for k in steps]], [1.0 - 0.001 * steps], [0.05 * steps], [0])
+
+
+def test_search_skips_candidates_saving_too_little_more() -> None:
+    problem = _fine_problem()
+    world = FakeWorld(problem)
+    res = search_budget(None, None, problem, world.evaluate, 1.0, apply_fn=world.apply, n_taus=40,
+                        learn_cuts=False, confidence=0.8)
+    accepted = sorted(p.reduction_pct for p in res.points if p.accepted)
+    assert len(accepted) >= 2
+    assert all(b - a >= MIN_GAIN_PCT - 1e-9 for a, b in zip(accepted, accepted[1:], strict=False))
+    # exhaustive: the best sweep point the rule accepts is at most MIN_GAIN_PCT better than the choice
+    best = max(p.reduction_pct for p in res.points
+               if paired_drop(world.base, _eval(world, p.assignment), 1.0, 0.8).upper_pts <= 1.0)
+    assert res.chosen is not None and res.chosen.reduction_pct >= best - MIN_GAIN_PCT
+
+
+def test_blame_trials_rescale_every_underestimated_layer(caplog) -> None:
+    # a and b (really 6 and 3 points) both look cheap; a sparse tau grid puts them in one rejected step
+    names, cost = [["e", "x"]] * 3, [np.array([1.0, 0.5]), np.array([1.0, 0.6]), np.array([1.0, 0.9])]
+    true = KnapsackProblem(list("abc"), names, cost, [np.array([0.0, 6.0]), np.array([0.0, 3.0]),
+                                                      np.array([0.0, 0.1])], [0] * 3)
+    estimated = KnapsackProblem(list("abc"), names, cost, [np.array([0.0, 0.05]), np.array([0.0, 0.02]),
+                                                           np.array([0.0, 0.01])], [0] * 3)
+    world = LossWorld(true)
+    with caplog.at_level("INFO", logger="fames.selection.budget"):
+        res = search_budget(None, None, estimated, world, 1.0, apply_fn=world.apply, n_taus=3,
+                            max_evaluations=20, screen=500, confidence=0.8)
+    assert res.chosen is not None and res.assignment["a"] == "e" and res.assignment["b"] == "e"
+    text = caplog.text
+    # the blame trials measured b too: its layer is scaled with the first ban, before any ban of its own
+    assert "banned a=x" in text and "scaled b's estimates" in text
+    assert text.index("scaled b's estimates") < text.index("banned a=x")
