@@ -418,7 +418,7 @@ def search_budget(
                     if change == worst or problem.risk[i][c] > problem.risk[i][ok[i]]:
                         rescale(ok, change)
             log.info("banned %s=%s", problem.layers[worst[0]], problem.options[worst[0]][worst[1]])
-        floor = _reduction(points[lo].energy_pj, ref_cost) if lo >= 0 else 0.0
+        floor = points[lo].reduction_pct if lo >= 0 else 0.0
         # B from the sweep: retry at its tau (optimistic); B itself a retry: halfway first
         taus = sorted({q.tau for q in points[hi:]})
         if id(points[hi]) in retries:
