@@ -382,10 +382,11 @@ def search_budget(
             harms.append(harm(trial))
         return changes[int(np.argmax(harms))] if harms else changes[0]
 
-    def rescale(ok: list[int], worst: tuple[int, int]) -> None:
-        """Scale the culprit layer's positive risks by its measured / estimated loss change on top of `ok`
-        (1 to `MAX_RISK_SCALE`): its siblings, as underestimated as it, stop being proposed one by one."""
-        i, c = worst
+    def rescale(ok: list[int], change: tuple[int, int]) -> None:
+        """Scale the layer of substitution `change` (positive risks only) by its measured / estimated loss
+        change on top of `ok` (1 to `MAX_RISK_SCALE`): its siblings, as underestimated as it, stop being
+        proposed one by one."""
+        i, c = change
         trial = list(ok)
         trial[i] = c
         if not by_loss or tuple(trial) not in prefix_loss or tuple(ok) not in prefix_loss:

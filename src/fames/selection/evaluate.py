@@ -88,8 +88,7 @@ class DatasetEvaluator:
         return len(self.x)
 
     def __call__(self, model: nn.Module, part: slice | None = None) -> np.ndarray:
-        part = part or slice(None)
-        return evaluate_model(model, self.x[part], self.y[part], self.batch_size).correct
+        return self.results(model, part).correct
 
     def results(self, model: nn.Module, part: slice | None = None) -> EvalResult:
         """Per-sample correctness and cross-entropy of `model` on samples `part` (all by default)."""
