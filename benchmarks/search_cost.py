@@ -4,23 +4,26 @@ passes, fewer calibration images), each judged against the long NSGA-II runs of 
 Run (from the repository root; each configuration is one ``paper_table.py --no-ga`` run on one core,
 5 s to 2 min; a configuration whose record exists is reused, so an interrupted run resumes where it was):
 
-    .venv/bin/python benchmarks/search_cost.py [--quick] [--models lenet,vgg,resnet] [--passes 6,8,16] \
-        [--calibration-sizes 512] [--seeds 0,1,2,3,4] [--jobs 1] [--results benchmarks/results/search_cost] \
-        [--rerun]
+    .venv/bin/python benchmarks/search_cost.py [--quick] [--models lenet,vgg,resnet] [--passes 8] \
+        [--calibration-sizes 512] [--seeds 0,1,2,3,4] [--batch-size 512] [--jobs 1] \
+        [--results benchmarks/results/search_cost] [--rerun]
 
 ``--quick``: LeNet at 8 passes, 512 images, seed 0. Writes ``search_cost.json`` and ``search_cost.md`` in
 the results folder (and one ``paper_table`` record per configuration,
 ``<model>_e<passes>_c<images>[_s<seed>]/``) and prints the table. The committed record is the default
-command (its 6- and 16-pass FAMES runs were made two at a time, one per core; the 8-pass runs and the GA
-re-timing ran on one core with the other idle; repeats of the re-timing have given ResNet 8.5 to 10.6 s
-per evaluation, so the ratios carry about 20 % of noise).
+command, run on one core while the other ran a long GA (LeNet's journaled one). The 6- and 16-pass
+configurations (``--passes 6,8,16``) were last measured with the search before the replay of layer outputs
+and the true pass bound (the record of commit d697c34). Repeats of the GA re-timing have given ResNet 5.6 to
+10.6 s per evaluation across days and 5.6-6.5 s within an hour, so the ratios carry 10-20 % of noise.
 
 The GA side is not rerun (hours per model): it comes from the committed long runs, LeNet
 ``ga_long_lenet/``, VGG ``ga_journal/``, ResNet ``ga_journal_resnet/`` (their ``paper_table.json``). Those
 ran on other machines of this kind, and this one may emulate faster or slower (on 2026-12-06 a ResNet GA
 evaluation took about twice its journaled time). So the GA's time is also measured *now*: a sample of
-`RETIME_SAMPLE` of its own journaled evaluations (evenly spread up to its best) is re-run in this process,
-on the same core and under the same load as the FAMES runs, and the GA's time to its best is its number
+`RETIME_WINDOWS` runs of `RETIME_LENGTH` consecutive journaled evaluations (evenly spread up to its best)
+are re-run in this process, with FAMES' evaluator (its batch size and its replay of quantized-layer outputs,
+each run preceded by its journaled predecessor as during the GA), on the same core and under the same load
+as the FAMES runs, and the GA's time to its best is its number
 of evaluations to its best times that mean. The speed point is judged on that same-run ratio; LeNet's long
 GA kept no journal, so its ratio stays the journaled one. The ratio in evaluations (the GA's evaluations
 against FAMES' cost in validation passes, counting converted at this run's seconds per pass) does not
@@ -55,7 +58,7 @@ GA_RECORDS = {"lenet": RESULTS / "ga_long_lenet" / "paper_table.json",
 GA_JOURNALS = {"vgg": RESULTS / "ga_journal" / "ga_journal_vgg.jsonl",  # LeNet's long GA kept no journal
                "resnet": RESULTS / "ga_journal_resnet" / "ga_journal_resnet.jsonl"}
 TARGET_SPEEDUP = 300.0
-RETIME_SAMPLE = 8  # GA evaluations re-timed per model in this run
+RETIME_WINDOWS, RETIME_LENGTH = 4, 3  # GA evaluations re-timed per model in this run: 4 runs of 3 consecutive ones
 
 
 def parse_ints(text: str, what: str, smallest: int = 1) -> list[int]:
@@ -72,9 +75,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="LeNet only, 8 passes, 512 calibration images")
     p.add_argument("--models", default=",".join(REFERENCE_MODELS))
-    p.add_argument("--passes", default="6,8,16", help="budget-search evaluation budgets, in validation passes")
+    p.add_argument("--passes", default="8", help="budget-search evaluation budgets, in validation passes")
     p.add_argument("--calibration-sizes", default="512", help="calibration images of the counting pass")
     p.add_argument("--seeds", default="0,1,2,3,4", help="calibration/bootstrap seeds (one FAMES run per seed)")
+    p.add_argument("--batch-size", type=int, default=512,
+                   help="evaluation batch of FAMES' runs and of the GA re-timing")
     p.add_argument("--jobs", type=int, default=1, help="configurations measured at once (one core each)")
     p.add_argument("--results", type=Path, default=RESULTS / "search_cost")
     p.add_argument("--rerun", action="store_true", help="measure again even where a record exists")
@@ -96,26 +101,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_configuration(model: str, passes: int, images: int, seed: int, folder: Path, rerun: bool) -> dict[str, Any]:
+def run_configuration(model: str, passes: int, images: int, seed: int, folder: Path, rerun: bool,
+                      batch_size: int) -> dict[str, Any]:
     """The `paper_table.py --no-ga` record of one configuration, measured unless it exists."""
     record = folder / "paper_table.json"
     if rerun or not record.is_file():
         cmd = [sys.executable, str(ROOT / "benchmarks" / "paper_table.py"), "--threads", "1", "--no-ga",
                "--models", model, "--max-evaluations", str(passes), "--calibration", str(images),
-               "--seed", str(seed), "--results", str(folder)]
+               "--seed", str(seed), "--batch-size", str(batch_size), "--results", str(folder)]
         print(f"{model}: {passes} passes, {images} calibration images, seed {seed} ...", flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
-    return json.loads(record.read_text())["models"][model]
+    measured = json.loads(record.read_text())
+    return {**measured["models"][model], "batch_size": measured["settings"]["batch_size"]}
 
 
-def retime_ga(model: str, upto: int, sample: int = RETIME_SAMPLE, seed: int = 0) -> dict[str, Any] | None:
-    """Seconds per GA evaluation on this machine now: `sample` evaluations of the model's GA journal (drawn
-    evenly from its first `upto`), each re-run as the GA ran it (plain multipliers, whole validation split,
-    one thread) in this process, after a warm-up on 64 images (a long GA has built and cached the emulation
-    plans of nearly every multiplier). None without a journal."""
+def retime_ga(model: str, upto: int, batch_size: int, windows: int = RETIME_WINDOWS, length: int = RETIME_LENGTH,
+              ) -> dict[str, Any] | None:
+    """Seconds per GA evaluation on this machine now, with the evaluator FAMES uses (same batch size, the same
+    replay of quantized-layer outputs): `windows` runs of `length` consecutive evaluations of the model's GA
+    journal (evenly spread over its first `upto`), each run preceded by its journaled predecessor (untimed:
+    during the GA the replay store holds it), re-run in this process after a warm-up on 64 images (a long GA
+    has built and cached the emulation plans of nearly every multiplier). None without a journal."""
     path = GA_JOURNALS.get(model)
     if path is None or not path.is_file():
         return None
@@ -123,33 +132,40 @@ def retime_ga(model: str, upto: int, sample: int = RETIME_SAMPLE, seed: int = 0)
     from _common import DEFAULT_CHECKPOINT_DIR, load_reference, open_library
 
     from fames.emulation.api import approximate_
-    from fames.selection.evaluate import evaluate_model
+    from fames.selection.evaluate import evaluate_model, make_evaluator
     from fames.selection.genetic import read_journal
 
     header, entries, _ = read_journal(path)
     entries = entries[1:upto]  # the first is the exact baseline
-    if not entries:
+    if len(entries) < length + 1:
         return None
-    picks = np.unique(np.linspace(0, len(entries) - 1, min(sample, len(entries))).round().astype(int))
+    starts = np.unique(np.linspace(1, len(entries) - length, windows).round().astype(int))
     torch.set_num_threads(1)
-    ref = load_reference(model, DEFAULT_CHECKPOINT_DIR / f"{model}_mp.safetensors", 16, seed)
+    ref = load_reference(model, DEFAULT_CHECKPOINT_DIR / f"{model}_mp.safetensors", 16, 0)
     library, _ = open_library(None)
+    evaluator = make_evaluator(ref.data.val.x, ref.data.val.y, batch_size)
     today, journaled = [], []
+
+    def assignment(entry: Mapping[str, Any]) -> dict[str, str]:
+        return {layer: header["options"][j][c] for j, (layer, c) in
+                enumerate(zip(header["layers"], entry["choice"], strict=True))}
+
     try:
-        for i in picks:
-            entry = entries[int(i)]
-            assignment = {layer: header["options"][j][c] for j, (layer, c) in
-                          enumerate(zip(header["layers"], entry["choice"], strict=True))}
-            approximate_(ref.model, assignment, library)  # warm: emulation plans of new multipliers are cached
-            evaluate_model(ref.model, ref.data.val.x[:64], ref.data.val.y[:64], 512)
-            start = time.perf_counter()
-            approximate_(ref.model, assignment, library)
-            evaluate_model(ref.model, ref.data.val.x, ref.data.val.y, 512)
-            today.append(time.perf_counter() - start)
-            journaled.append(float(entry["seconds"]))
+        for start in starts:
+            for i in range(start - 1, start + length):
+                entry = entries[int(i)]
+                approximate_(ref.model, assignment(entry), library)  # warm: plans of new multipliers are cached
+                evaluate_model(ref.model, ref.data.val.x[:64], ref.data.val.y[:64], batch_size)
+                began = time.perf_counter()
+                approximate_(ref.model, assignment(entry), library)
+                evaluator(ref.model)
+                if i >= start:
+                    today.append(time.perf_counter() - began)
+                    journaled.append(float(entry["seconds"]))
     finally:
         approximate_(ref.model, {}, library)
-    return {"journal": str(path.relative_to(ROOT)), "sample": len(today),
+    return {"journal": str(path.relative_to(ROOT)), "sample": len(today), "batch_size": batch_size,
+            "replay_share": evaluator.replay.replayed / max(evaluator.replay.calls, 1) if evaluator.replay else 0.0,
             "seconds_per_evaluation_now": float(np.mean(today)),
             "seconds_per_evaluation_journaled": float(np.mean(journaled))}
 
@@ -264,16 +280,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     def measure(config: tuple[str, int, int, int]) -> dict[str, Any]:
         model, passes, images, seed = config
         folder = args.results / (f"{model}_e{passes}_c{images}" + (f"_s{seed}" if seed else ""))
-        return run_configuration(model, passes, images, seed, folder, args.rerun)
+        return run_configuration(model, passes, images, seed, folder, args.rerun, args.batch_size)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each configuration is its own process
         records = list(pool.map(measure, configs))
     ga = {m: json.loads(GA_RECORDS[m].read_text())["models"][m] for m in args.model_list}
     retimed = {}
     for m in args.model_list:
-        print(f"{m}: re-timing {RETIME_SAMPLE} of the GA's evaluations ...", flush=True)
+        print(f"{m}: re-timing {RETIME_WINDOWS * RETIME_LENGTH} of the GA's evaluations ...", flush=True)
         history = ga[m]["ga_history"]
-        retimed[m] = retime_ga(m, evaluations_at(history, seconds_to_best(history)) or 0)
+        batch_size = records[configs.index(next(c for c in configs if c[0] == m))]["batch_size"]
+        retimed[m] = retime_ga(m, evaluations_at(history, seconds_to_best(history)) or 0, batch_size)
     rows = [judge(m, p, c, s, fames, ga[m], retimed[m])
             for (m, p, c, s), fames in zip(configs, records, strict=True)]
     summary = summarise(rows)

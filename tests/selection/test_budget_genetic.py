@@ -382,3 +382,41 @@ def test_blame_trials_rescale_every_underestimated_layer(caplog) -> None:
     # the blame trials measured b too: its layer is scaled with the first ban, before any ban of its own
     assert "banned a=x" in text and "scaled b's estimates" in text
     assert text.index("scaled b's estimates") < text.index("banned a=x")
+
+
+class CountingWorld(LossWorld):
+    """LossWorld that counts the validation images evaluated for approximate assignments (`results` goes
+    through ``__call__``)."""
+
+    images = 0
+
+    def __call__(self, model, part: slice | None = None) -> np.ndarray:
+        out = super().__call__(model, part)
+        if self.current:
+            self.images += len(out)
+        return out
+
+
+def _random_problems(n: int, seed: int = 1) -> list[tuple[KnapsackProblem, KnapsackProblem]]:
+    """(estimated, true) pairs: 5 layers x 4 options, estimates off by a factor 0.2-1.5 per option."""
+    rng, out = np.random.default_rng(seed), []
+    for _ in range(n):
+        cost = [np.sort(rng.random(4))[::-1] + 0.1 for _ in range(5)]
+        risk = [np.concatenate([[0.0], np.sort(rng.random(3) * 1.5)]) for _ in range(5)]
+        est = [r * rng.uniform(0.2, 1.5, 4) for r in risk]
+        names = [[f"o{k}" for k in range(4)]] * 5
+        out.append((KnapsackProblem(list("abcde"), names, cost, est, [0] * 5),
+                    KnapsackProblem(list("abcde"), names, cost, risk, [0] * 5)))
+    return out
+
+
+@pytest.mark.parametrize("max_evaluations", [1, 2, 3, 4])
+def test_budget_is_a_true_bound_on_the_passes(max_evaluations: int) -> None:
+    """Nothing is started that the budget cannot finish (the previous search ended at 2.25 passes of 2)."""
+    for estimated, true in [_misestimated_problem(), *_random_problems(8)]:
+        world = CountingWorld(true)
+        res = search_budget(None, None, estimated, world, 1.0, apply_fn=world.apply,
+                            max_evaluations=max_evaluations, screen=500, confidence=0.8)
+        assert world.images / N_VAL == pytest.approx(res.passes)
+        assert res.passes <= max_evaluations + 1e-9
+        assert res.evaluations >= 2  # the exact baseline and at least one candidate

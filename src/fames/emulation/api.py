@@ -6,6 +6,7 @@ stay exact. ``approximate_(model, {}, lib)`` or `restore_` removes every emulato
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from fames.emulation.functional import (
     plan_conv2d_weight,
     plan_linear_weight,
 )
-from fames.emulation.plan import prepare
+from fames.emulation.plan import prepare, table_key
 from fames.multipliers.appmul import AppMul
 from fames.quant.api import quant_layers
 from fames.quant.layers import QConv2d, QuantLayer
@@ -47,6 +48,10 @@ class ApproxEmulator:
         self.offset = offset
         self.prepared = prepare(mul)
         self._plan: tuple[tuple, WeightPlan, torch.Tensor] | None = None
+        # what the layer's output depends on besides its input and weights (`fames.selection.replay`)
+        offset_key = None if offset is None else hashlib.sha1(
+            offset.detach().to("cpu", torch.float64).numpy().tobytes()).hexdigest()
+        self.replay_key = ("appmul", table_key(mul.table, mul.fmt), mul.fmt.name, pad_taps, offset_key)
 
     def _weight_plan(self, layer: QuantLayer, w_int: torch.Tensor) -> WeightPlan:
         """Weight-side plan, reused while the layer's weight and weight step are unchanged (in place

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fames.selection.replay import LayerReplay
 from fames.sensitivity.compensation import OffsetTable
 
 Evaluator = Callable[[nn.Module], np.ndarray]
@@ -34,7 +36,8 @@ class EvalResult:
         return 100.0 * float(self.correct.mean()) if self.correct.size else 0.0
 
 
-def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> EvalResult:
+def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
+                   replay: LayerReplay | None = None, first: int = 0) -> EvalResult:
     """Batched eval-mode forward pass (mode restored afterwards).
 
     Args:
@@ -42,6 +45,9 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
         x: inputs.
         y: integer labels.
         batch_size: samples per forward pass.
+        replay: reuse and store quantized-layer outputs of earlier evaluations of these images
+            (`fames.selection.replay`); batches are identified by their sample range.
+        first: index of ``x[0]`` in the data `replay` is kept for.
 
     Returns:
         An `EvalResult`.
@@ -57,10 +63,11 @@ def evaluate_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
     model.eval()
     correct, losses = [], []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), (replay.active(model) if replay is not None else nullcontext()) as batch:
             for i in range(0, len(x), batch_size):
-                logits = model(x[i : i + batch_size])
-                yb = y[i : i + batch_size]
+                xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+                with batch((first + i, first + i + len(xb))) if batch is not None else nullcontext():
+                    logits = model(xb)
                 correct.append((logits.argmax(dim=1) == yb).cpu().numpy())
                 losses.append(F.cross_entropy(logits, yb, reduction="none").cpu().double().numpy())
     finally:
@@ -74,15 +81,19 @@ class DatasetEvaluator:
     """``model -> per-sample correctness`` over fixed data; ``part=slice(a, b)`` evaluates samples a..b-1.
 
     The budget search screens candidates on a prefix and finishes them on the rest (`accepts_part`), and
-    attributes a rejection to one substitution by the per-sample losses of `results`.
+    attributes a rejection to one substitution by the per-sample losses of `results`. Quantized-layer
+    outputs are replayed across evaluations where the assignments agree on the first layers
+    (`fames.selection.replay`; ``replay_bytes=0`` turns it off).
     """
 
     accepts_part = True
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> None:
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
+                 replay_bytes: int | None = None) -> None:
         if len(x) != len(y):
             raise ValueError(f"inputs and labels differ in length: {len(x)} vs {len(y)}")
         self.x, self.y, self.batch_size = x, y, batch_size
+        self.replay = LayerReplay(replay_bytes) if replay_bytes != 0 else None
 
     def __len__(self) -> int:
         return len(self.x)
@@ -92,13 +103,18 @@ class DatasetEvaluator:
 
     def results(self, model: nn.Module, part: slice | None = None) -> EvalResult:
         """Per-sample correctness and cross-entropy of `model` on samples `part` (all by default)."""
+        start, _, step = (part or slice(None)).indices(len(self.x))
         part = part or slice(None)
-        return evaluate_model(model, self.x[part], self.y[part], self.batch_size)
+        return evaluate_model(model, self.x[part], self.y[part], self.batch_size,
+                              self.replay if step == 1 else None, start)
 
 
-def make_evaluator(x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> DatasetEvaluator:
-    """An evaluator ``model -> per-sample correctness`` over fixed data (the validation split)."""
-    return DatasetEvaluator(x, y, batch_size)
+def make_evaluator(x: torch.Tensor, y: torch.Tensor, batch_size: int = 512,
+                   replay_bytes: int | None = None) -> DatasetEvaluator:
+    """An evaluator ``model -> per-sample correctness`` over fixed data (the validation split), replaying
+    quantized-layer outputs within `replay_bytes` (default `fames.selection.replay.default_replay_bytes`;
+    0: off)."""
+    return DatasetEvaluator(x, y, batch_size, replay_bytes)
 
 
 def default_apply(pad_taps: bool = True, offsets: OffsetTable | None = None) -> ApplyFn:
