@@ -3,11 +3,14 @@
 Run (from the repository root, after journaled GA runs of ``paper_table.py --ga-journal``; a few minutes
 per model on one core):
 
-    .venv/bin/python benchmarks/ga_same_rule.py [--journals J1.jsonl J2.jsonl] [--max-checks 60] [--results DIR]
+    .venv/bin/python benchmarks/ga_same_rule.py [--journals J1.jsonl J2.jsonl] [--max-checks 60] \
+        [--fames-record benchmarks/results/paper_table.json] [--results DIR]
 
-Default journals: ``benchmarks/results/ga_journal/ga_journal_vgg.jsonl`` and
-``benchmarks/results/ga_journal_resnet/ga_journal_resnet.jsonl`` (the model is named by the file, the FAMES
-figures come from ``paper_table.json`` beside it). Writes ``benchmarks/results/ga_same_rule.json`` and
+Default journals: ``benchmarks/results/ga_journal/ga_journal_vgg.jsonl``,
+``benchmarks/results/ga_journal_resnet/ga_journal_resnet.jsonl`` and
+``benchmarks/results/ga_journal_lenet/ga_journal_lenet.jsonl`` (the model is named by the file; the FAMES
+figures come from ``--fames-record``, by default the main ``benchmarks/results/paper_table.json``).
+Writes ``benchmarks/results/ga_same_rule.json`` and
 ``ga_same_rule.md`` and prints the table.
 
 Why: NSGA-II (as ALWANN) calls an assignment feasible when its measured validation drop is within the budget,
@@ -50,7 +53,8 @@ from fames.selection.evaluate import evaluate_model
 from fames.selection.genetic import read_journal
 
 DEFAULT_JOURNALS = (RESULTS / "ga_journal" / "ga_journal_vgg.jsonl",
-                    RESULTS / "ga_journal_resnet" / "ga_journal_resnet.jsonl")
+                    RESULTS / "ga_journal_resnet" / "ga_journal_resnet.jsonl",
+                    RESULTS / "ga_journal_lenet" / "ga_journal_lenet.jsonl")
 
 
 def journal_rows(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -83,10 +87,10 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
     layers, options, budget = header["layers"], header["options"], float(header["budget_pts"])
     confidence = default_confidence(DEFAULT_MAX_EVALUATIONS)
     found = checkpoint_paths([model_name], args.checkpoint_dir)
-    record_path = path.parent / "paper_table.json"
+    record_path = args.fames_record
     if model_name not in found or not record_path.is_file():
         raise SystemExit(f"{path}: needs {args.checkpoint_dir / (model_name + '_mp.safetensors')} and the "
-                         f"paper_table record {record_path} beside the journal")
+                         f"paper_table record {record_path} (--fames-record)")
     ref = load_reference(model_name, found[model_name])
 
     def assignment(choice: Sequence[int]) -> dict[str, str]:
@@ -146,6 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--library", default=None, help="library file (default: the built-in one)")
     p.add_argument("--max-checks", type=int, default=60, help="feasible assignments re-measured at most")
     p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--fames-record", type=Path, default=RESULTS / "paper_table.json",
+                   help="paper_table record whose FAMES figures are shown beside the GA's")
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     missing = [str(j) for j in args.journals if not j.is_file()]

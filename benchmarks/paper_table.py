@@ -24,9 +24,10 @@ LeNet's 2-hour GA kept no journal, so its best (32.21 %, judged by its own point
 judged by that rule; the same search with a journal, ``--threads 1 --models lenet --ga-gen 268
 --ga-time-limit 20000 --ga-journal benchmarks/results/ga_journal_lenet --results
 benchmarks/results/ga_journal_lenet`` (268 generations: as many as the 2-hour run made), was started on
-2026-12-06 and stopped after 2,402 of its about 6,400 evaluations (best so far 32.07 %, validation drop
-1.00; the same best values at the same evaluation counts as the unjournaled run); the same command
-resumes it.
+2026-12-06 and stopped after 5,596 of its about 6,400 evaluations, once it had reached the unjournaled run's
+best (32.21 % at evaluation 5,580, validation drop 1.00; the same best values at the same evaluation counts
+all along); the same command resumes it. `benchmarks/ga_same_rule.py` judges it too (best by FAMES' rule:
+32.17 %).
 
 FAMES runs as `fames.select` does by default, with mean-error compensation (per-channel accumulator
 offsets where the estimate says they help; ``--no-compensation`` for the ablation). The genetic baseline is
