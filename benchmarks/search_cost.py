@@ -11,7 +11,7 @@ Run (from the repository root; each configuration is one ``paper_table.py --no-g
 ``--quick``: LeNet at 8 passes, 512 images, seed 0. Writes ``search_cost.json`` and ``search_cost.md`` in
 the results folder (and one ``paper_table`` record per configuration,
 ``<model>_e<passes>_c<images>[_s<seed>]/``) and prints the table. The committed record is the default
-command, run on one core while the other ran a long GA (LeNet's journaled one). The 6- and 16-pass
+command, run on one core with the other idle. The 6- and 16-pass
 configurations (``--passes 6,8,16``) were last measured with the search before the replay of layer outputs
 and the true pass bound (the record of commit d697c34). Repeats of the GA re-timing have given ResNet 5.6 to
 10.6 s per evaluation across days and 5.6-6.5 s within an hour, so the ratios carry 10-20 % of noise.
