@@ -374,10 +374,9 @@ def search_budget(
             return prefix_loss[key]
         return float(-on_prefix(problem.assignment(choice)).sum())
 
-    def culprit(ok: list[int], bad: list[int]) -> tuple[int, int] | None:
-        """The approximate substitution of `bad` beyond `ok` that alone hurts the most (on the prefix);
-        None when `bad` only reverts layers to exact multipliers (nothing to ban)."""
-        changes = suspects(problem, ok, bad)
+    def culprit(ok: list[int], changes: list[tuple[int, int]]) -> tuple[int, int] | None:
+        """The substitution of `changes` (beyond `ok`) that alone hurts the most (on the prefix); None when
+        there is none (the rejection only reverts layers to exact multipliers: nothing to ban)."""
         if len(changes) <= 1:
             return changes[0] if changes else None
         harms = [harm(_with(ok, change)) for change in changes]
@@ -410,7 +409,7 @@ def search_budget(
             trials = [ch for ch in changes if tuple(_with(ok, ch)) not in prefix_loss] if len(changes) > 1 else []
             if not affordable(len(trials)):
                 return None  # the blame trials would leave no room to evaluate what they lead to
-            worst = culprit(ok, bad)
+            worst = culprit(ok, changes)
             if worst is None:
                 return None
             cuts.append([worst])
@@ -418,7 +417,7 @@ def search_budget(
             # paid for. Another suspect counts only where its estimate rose (against a zero or negative
             # estimate, a change near the prefix's noise would scale its layer by MAX_RISK_SCALE).
             if rescale_layers:
-                for change in suspects(problem, ok, bad):
+                for change in changes:
                     i, c = change
                     if change == worst or problem.risk[i][c] > problem.risk[i][ok[i]]:
                         rescale(ok, change)

@@ -103,8 +103,8 @@ class DatasetEvaluator:
 
     def results(self, model: nn.Module, part: slice | None = None) -> EvalResult:
         """Per-sample correctness and cross-entropy of `model` on samples `part` (all by default)."""
-        start, _, step = (part or slice(None)).indices(len(self.x))
         part = part or slice(None)
+        start, _, step = part.indices(len(self.x))
         return evaluate_model(model, self.x[part], self.y[part], self.batch_size,
                               self.replay if step == 1 else None, start)
 
