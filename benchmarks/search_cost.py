@@ -289,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for m in args.model_list:
         print(f"{m}: re-timing {RETIME_WINDOWS * RETIME_LENGTH} of the GA's evaluations ...", flush=True)
         history = ga[m]["ga_history"]
-        batch_size = records[configs.index(next(c for c in configs if c[0] == m))]["batch_size"]
+        batch_size = next(r for c, r in zip(configs, records, strict=True) if c[0] == m)["batch_size"]
         retimed[m] = retime_ga(m, evaluations_at(history, seconds_to_best(history)) or 0, batch_size)
     rows = [judge(m, p, c, s, fames, ga[m], retimed[m])
             for (m, p, c, s), fames in zip(configs, records, strict=True)]

@@ -139,9 +139,10 @@ class LayerReplay:
             # Stored tensors are handed out uncopied; one changed in place later in the pass (an in-place
             # activation on a layer's output) spoils what holds it, and that layer's outputs are copied from
             # then on.
-            spoiled = {id(t) for name, t, version in state["lent"] if t._version != version}
-            if spoiled:
-                self._mutated |= {name for name, t, version in state["lent"] if t._version != version}
+            changed = [(name, t) for name, t, version in state["lent"] if t._version != version]
+            if changed:
+                self._mutated |= {name for name, _ in changed}
+                spoiled = {id(t) for _, t in changed}
                 for entry_id in [e for e, entry in self._entries.items()
                                  if any(id(t) in spoiled for t in entry.outputs)]:
                     self._drop(entry_id)
@@ -167,7 +168,7 @@ class LayerReplay:
                 if key is None or keys.get(name) != key:
                     break
                 n += 1
-            if n > best_len or (n == best_len and n > 0):  # ties: the most recent (later in the order)
+            if n > 0 and n >= best_len:  # ties: the most recent (later in the order)
                 best, best_len, best_id = entry, n, entry_id
         if best_id is not None:
             self._entries.move_to_end(best_id)
