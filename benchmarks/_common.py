@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fames.allocator import keep_large_blocks_in_heap
 from fames.checkpoint import load_checkpoint
 from fames.data import load_dataset
 from fames.data.splits import Dataset, Split
@@ -33,6 +34,7 @@ CALIBRATION_SIZE = DEFAULT_CALIBRATION  # fames select's
 SELECT_GROUPS: int = inspect.signature(select).parameters["groups"].default
 
 log = logging.getLogger("benchmarks")
+keep_large_blocks_in_heap()  # every benchmark, FAMES and GA alike (see fames.allocator)
 
 
 @dataclass

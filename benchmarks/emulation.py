@@ -30,8 +30,9 @@ plan (the per-layer cache `ApproxEmulator` keeps between calls) is built inside 
 counts. On CUDA, ``torch.cuda.max_memory_allocated`` is used.
 
 Linear layers may run as exact int8 digit-pair matmuls (``int8`` in a case row; ``int8_pairs`` digit pairs
-in ``int8_matmuls`` K-concatenated int8 matmuls); ``R_extra`` is still the number of factorisation terms
-minus one, i.e. the channel blocks the float path would use.
+in ``int8_matmuls`` K-concatenated int8 matmuls), conv layers as one oneDNN u8 x s8 conv over all terms
+(``int8`` in a conv row); ``R_extra`` is still the number of factorisation terms minus one, i.e. the channel
+blocks the float path would use.
 
 The library is copied once at start (``--library``, default the built-in library file) and every
 library lookup of the run, memory probes included, reads that snapshot; its path and SHA-1 are recorded.
@@ -62,7 +63,13 @@ import torch
 import torch.nn.functional as F
 
 from fames.emulation import approx_conv2d, approx_linear, approximate_, prepare
-from fames.emulation.functional import clear_workspace, int8_available, plan_conv2d_weight, plan_linear_weight
+from fames.emulation.functional import (
+    clear_workspace,
+    int8_available,
+    int8_conv_available,
+    plan_conv2d_weight,
+    plan_linear_weight,
+)
 from fames.emulation.plan import int8_pairs
 from fames.multipliers.appmul import AppMul
 from fames.multipliers.formats import OperandFormat
@@ -207,8 +214,9 @@ def layer_choice(layer: dict, w: torch.Tensor, prepared):
     present = torch.bincount((w - w_lo).long().flatten().cpu(), minlength=w_hi - w_lo + 1).numpy() > 0
     k = w[0].numel()
     divisors = [d for d in range(1, layer["cin"] + 1) if layer["cin"] % d == 0]
-    int8 = layer["kind"] == "linear" and int8_available(w.device)
-    return prepared.choose(present, k, divisors, int8)
+    if layer["kind"] == "linear":
+        return prepared.choose(present, k, divisors, int8_available(w.device))
+    return prepared.choose(present, k, divisors, int8_conv=int8_conv_available(w.device))
 
 
 def sync(device: str) -> None:
@@ -324,7 +332,8 @@ def run_layer_cases(args: argparse.Namespace) -> tuple[str, list[dict]]:
                 choice = layer_choice(layer, w, prepared)
                 terms = max(choice.rank, 1) if choice and choice.form >= 0 else 1  # T == 0: no conv, R = 0
                 form = prepared.forms[choice.form].name if choice and choice.form >= 0 else "exact"
-                pairs = len(int8_pairs(prepared.forms[choice.form], choice.terms)) if choice and choice.int8 else 0
+                int8_matmul = bool(choice and choice.int8 and layer["kind"] == "linear")
+                pairs = len(int8_pairs(prepared.forms[choice.form], choice.terms)) if int8_matmul else 0
                 blocks = len(plan.blocks) if plan.blocks is not None else 0
                 first_lib = kind != "library" or entry == tables[2][1]
                 mem_approx = measure_memory({"fmt": fmt_name, "layer": layer, "device": args.device,

@@ -37,8 +37,18 @@ def _case(i: int, a_bits: int, w_bits: int, a_signed: bool):
     return fmt, mul
 
 
+def _int8_conv(monkeypatch, on: bool) -> None:
+    """Allow (the default, where the device has it) or forbid the oneDNN u8 x s8 conv path."""
+    import fames.emulation.functional as fn
+
+    monkeypatch.setattr(fn, "INT8_CONV", on)
+    monkeypatch.setattr(fn, "_INT8_CONV_OK", {})
+
+
+@pytest.mark.parametrize("int8_conv", [False, True])
 @pytest.mark.parametrize("i", range(len(FORMATS)))
-def test_conv_and_linear_match_reference(i: int) -> None:
+def test_conv_and_linear_match_reference(monkeypatch, i: int, int8_conv: bool) -> None:
+    _int8_conv(monkeypatch, int8_conv)
     a_bits, w_bits, a_signed = FORMATS[i]
     fmt, mul = _case(i, a_bits, w_bits, a_signed)
     prepared = prepare(mul)
@@ -171,6 +181,7 @@ def test_batch_chunking_is_exact(monkeypatch) -> None:
     """Tiny gather budget: the batch is processed in many chunks, result unchanged."""
     import fames.emulation.functional as fn
 
+    _int8_conv(monkeypatch, False)
     monkeypatch.setattr(fn, "MIN_BUDGET", 0)
     monkeypatch.setattr(fn, "GATHER_BUDGET", 0.3)
     monkeypatch.setattr(fn, "WEIGHT_BUDGET", 0)  # one term per chunk
@@ -277,3 +288,81 @@ def test_int8_digits_shifts_and_uncached_blocks(monkeypatch) -> None:
     assert len(int8_pairs(prepared.forms[plan.choice.form], plan.choice.terms)) == len(plan.blocks)
     got = approx_linear(x, w, prepared, plan=plan)
     assert torch.equal(got.double(), ref_linear(x, w, mul.table, fmt).double())
+
+
+def _error_in_columns(fmt: OperandFormat, cols: int, rng: np.random.Generator) -> AppMul:
+    """Exact table plus small errors (both signs) in the first `cols` weight columns: w-split/error has
+    ``cols + 1`` terms, the activation side takes negative values (a non-zero zero point)."""
+    table = fmt.exact_table()
+    table[:, :cols] += rng.integers(-6, 7, size=(table.shape[0], cols))
+    return AppMul(f"cols{cols}", fmt, table)
+
+
+def test_int8_conv_widths_zero_points_padding_and_chunks(monkeypatch) -> None:
+    """The u8 x s8 conv path: 1, 2, 4 and 8 packed bytes per code (3, 5 terms padded with zero terms), a row
+    gather beyond 8 terms, non-zero zero points, both padding semantics, groups, stride, dilation and batch
+    chunks: all bit-exact against the brute-force reference."""
+    import fames.emulation.functional as fn
+
+    if not fn.int8_conv_available(torch.device("cpu")):
+        pytest.skip("no exact oneDNN u8 x s8 conv on this CPU build")
+    fmt = OperandFormat.parse("u4xs4")
+    rng = np.random.default_rng(12)
+    muls = [AppMul("trunc1", fmt, truncated_table(fmt, 1))] + [_error_in_columns(fmt, c, rng) for c in (1, 2, 4, 11)]
+    muls.append(AppMul("signed", OperandFormat.parse("s4xs4"), truncated_table(OperandFormat.parse("s4xs4"), 2)))
+    gen = torch.Generator().manual_seed(12)
+    widths, zero_points = set(), set()
+    for chunked in (False, True):
+        if chunked:
+            monkeypatch.setattr(fn, "MIN_BUDGET", 0)
+            monkeypatch.setattr(fn, "GATHER_BUDGET", 0.05)
+        for mul in muls:
+            prepared = prepare(mul)
+            for j, (xs, ws, stride, padding, dilation, groups) in enumerate(CONVS):
+                x = random_codes(xs, *mul.fmt.a_range, gen)
+                w = random_codes(ws, *mul.fmt.w_range, gen)
+                plan = fn.plan_conv2d_weight(w, prepared, groups)
+                assert plan.qconv is not None, (mul.name, j)
+                widths.add(plan.qconv.width)
+                zero_points.add(plan.qconv.zero_point)
+                for pad_taps in (True, False):
+                    got = approx_conv2d(x, w, prepared, stride, padding, dilation, groups, pad_taps, plan)
+                    ref = ref_conv2d(x, w, mul.table, mul.fmt, stride, padding, dilation, groups, pad_taps)
+                    assert torch.equal(got.double(), ref.double()), (mul.name, j, pad_taps, chunked)
+    assert {1, 2, 4, 8} <= widths and max(widths) > 8
+    assert len(zero_points) > 1
+
+
+def test_int8_conv_declines_what_it_cannot_hold_exactly(monkeypatch) -> None:
+    """Activation factors spanning more than 255, or sums that float32 cannot hold: the float path."""
+    import fames.emulation.functional as fn
+    from fames.emulation.plan import int8_conv_zero_point
+
+    if not fn.int8_conv_available(torch.device("cpu")):
+        pytest.skip("no exact oneDNN u8 x s8 conv on this CPU build")
+    fmt = OperandFormat.parse("u8xs8")
+    mul = AppMul("trunc", fmt, truncated_table(fmt, 3))
+    prepared = prepare(mul)
+    gen = torch.Generator().manual_seed(13)
+    x = random_codes((2, 3, 5, 5), *fmt.a_range, gen)
+    w = random_codes((2, 3, 3, 3), *fmt.w_range, gen)
+    plan = fn.plan_conv2d_weight(w, prepared)
+    form = prepared.forms[plan.choice.form]
+    assert int8_conv_zero_point(form, plan.choice.terms, 27) is None  # the exact term u spans 0..255 plus errors
+    assert plan.qconv is None
+    assert torch.equal(approx_conv2d(x, w, prepared, 1, 1, plan=plan).double(),
+                       ref_conv2d(x, w, mul.table, fmt, padding=1).double())
+    small = prepare(_error_in_columns(OperandFormat.parse("u4xs4"), 2, np.random.default_rng(1)))
+    choice_form = small.forms[small.choose(np.ones(16, bool), 9, [1], int8_conv=True).form]
+    terms = tuple(range(choice_form.rank))
+    assert int8_conv_zero_point(choice_form, terms, 9) is not None
+    assert int8_conv_zero_point(choice_form, terms, 2**24) is None  # K * bound >= 2^24
+
+
+def test_int8_conv_off_uses_the_float_path(monkeypatch) -> None:
+    import fames.emulation.functional as fn
+
+    _int8_conv(monkeypatch, False)
+    mul = _error_in_columns(OperandFormat.parse("u4xs4"), 2, np.random.default_rng(2))
+    w = random_codes((4, 3, 3, 3), -8, 7, torch.Generator().manual_seed(2))
+    assert fn.plan_conv2d_weight(w, prepare(mul)).qconv is None

@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.ERROR if args.quiet else (logging.DEBUG if args.verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    from fames.allocator import keep_large_blocks_in_heap
+
+    keep_large_blocks_in_heap()
     try:
         if getattr(args, "device", None) is not None:  # before any loading, quantization or training
             from fames.device import resolve_device

@@ -24,6 +24,16 @@ time, with ``K * 128^2 < 2^31`` so int32 cannot overflow); blocks are summed exa
 and converted to the same output dtype as the float path. The cost model picks it per layer
 (`fames.emulation.plan.PreparedTable.choose`). Set `INT8_LINEAR` False to force the float path.
 
+Conv layers on a CPU whose oneDNN has a u8 x s8 convolution (``torch.ops.onednn.qconv2d_pointwise``; with
+VNNI 3-4.5x the float32 conv rate on the reference models' shapes) may instead run every term at once as ONE
+integer conv: the activation side is gathered as ``P[x] + z`` in uint8 with one zero point ``z``, the weight
+side is ``Q[w]`` in int8, and oneDNN accumulates ``sum (u - z) q`` in int32 (the zero point is taken off in
+int32 too) and converts to float32 with unit scales, which is exact while ``K * bound < 2^24``
+(`fames.emulation.plan.int8_conv_zero_point`). Padded taps: with ``pad_taps`` the indices are padded with
+code 0 as in the interleaved float path; without, oneDNN pads with the zero point, i.e. with 0. Whether the
+device computes these sums exactly is checked once (`int8_conv_available`, saturating values included);
+set `INT8_CONV` False to force the float path.
+
 Memory accounting: a `WeightPlan` is a per-layer cache kept between calls like a parameter, and its size is
 bounded: float path ``max(WEIGHT_BUDGET, 2 |w|)`` elements of batched weights (beyond that each chunk is
 rebuilt per call); int8 path at most `INT8_CACHE` times the weight tensor's bytes of gathered int8 blocks,
@@ -45,7 +55,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fames.emulation.plan import INT8_DIGIT_MAX, Choice, PreparedTable, accumulate_dtype, int8_pairs
+from fames.emulation.plan import (
+    INT8_DIGIT_MAX,
+    Choice,
+    PreparedTable,
+    accumulate_dtype,
+    int8_conv_width,
+    int8_pairs,
+)
 from fames.quant.exact_math import exact_math as _exact_math
 
 GATHER_BUDGET = 1.0  # gathered activation chunk <= this many times (activation + output) elements
@@ -55,8 +72,10 @@ INTERLEAVE_MIN = 4  # conv: from this many terms on, one row gather into channel
 INT8_LINEAR = True  # linear layers: exact int8 digit-pair matmuls where the device has them (CPU _int_mm)
 INT8_BLOCK = 1  # digit pairs of one shift gathered together and summed by one (K-concatenated) int8 matmul
 INT8_CACHE = 1.0  # int8 weight blocks cached per layer: at most this many times the weight tensor's bytes
+INT8_CONV = True  # conv layers: one exact oneDNN u8 x s8 conv over all terms where the device has it (CPU)
 _WORKSPACE: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 _INT8_OK: dict[str, bool] = {}
+_INT8_CONV_OK: dict[str, bool] = {}
 
 
 @dataclass
@@ -78,6 +97,61 @@ class Int8Block:
     b: torch.Tensor | None
 
 
+_PACKED = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # bytes per code -> gather dtype
+
+
+@dataclass
+class QConvWeight:
+    """The weight side of a conv run as one oneDNN u8 x s8 conv (``Choice.int8`` on a conv layer).
+
+    Args:
+        table: ``(|A|, width)`` uint8 activation-side factors ``P + zero_point``; columns beyond the terms
+            (`int8_conv_width`) hold the zero point, i.e. 0.
+        zero_point: the activation side's zero point.
+        weight: ``(Cout, Cin/groups * width, kh, kw)`` int8 weight, input channels ordered (channel, term);
+            padded terms have weight 0.
+        groups: conv groups.
+        packed: oneDNN's packed weight per ``(stride, padding, dilation)`` (made on first use).
+    """
+
+    table: torch.Tensor
+    zero_point: int
+    weight: torch.Tensor
+    groups: int
+    packed: dict = field(default_factory=dict)
+
+    @property
+    def width(self) -> int:
+        return self.table.shape[1]
+
+    def pack(self, stride: list[int], padding: list[int], dilation: list[int]) -> torch.Tensor:
+        key = (tuple(stride), tuple(padding), tuple(dilation))
+        if key not in self.packed:
+            ones = torch.ones(self.weight.shape[0], device=self.weight.device)
+            self.packed[key] = torch.ops.onednn.qconv_prepack(self.weight, ones, 1.0, self.zero_point, stride,
+                                                              padding, dilation, self.groups, None)
+        return self.packed[key]
+
+    def gather(self, idx: torch.Tensor, out: torch.Tensor) -> None:
+        """``out[i, :] = table[idx[i], :]`` (`out`: flat uint8): one 1-D gather of packed bytes when the
+        width is 1, 2, 4 or 8 (several times faster than a row gather of a few bytes), else a row gather."""
+        dtype = _PACKED.get(self.width)
+        if dtype is None:
+            torch.index_select(self.table, 0, idx, out=out.view(-1, self.width))
+        else:
+            torch.index_select(self.table.view(dtype).reshape(-1), 0, idx, out=out.view(dtype))
+
+
+def qconv(x_u8: torch.Tensor, zero_point: int, packed: torch.Tensor, cout: int, stride: list[int],
+          padding: list[int], dilation: list[int], groups: int) -> torch.Tensor:
+    """``conv(x_u8 - zero_point, w)`` exactly as float32 (channels-last) with oneDNN's u8 x s8 conv and unit
+    scales (int32 accumulation; exact while every result is below 2^24)."""
+    ones = torch.ones(cout, device=x_u8.device)
+    zeros = torch.zeros(cout, dtype=torch.int64, device=x_u8.device)
+    return torch.ops.onednn.qconv2d_pointwise(x_u8, 1.0, zero_point, packed, ones, zeros, None, stride, padding,
+                                              dilation, groups, 1.0, 0, torch.float32, "none", [], "")
+
+
 @dataclass
 class WeightPlan:
     """The weight side of one emulated layer, reusable while the weight codes do not change.
@@ -96,6 +170,7 @@ class WeightPlan:
         acc_dtype: int8 blocks: int32 when ``K sum_pairs 256^shift 128^2 < 2^31`` (no overflow), else int64.
         zero_taps: conv: ``sum_c d T[code 0, w[o, c, i, j]]`` as float64 ``(Cout, 1, kh, kw)``, else None.
         borders: conv: the padded taps' constant share per input geometry (made on first use).
+        qconv: conv run as one u8 x s8 conv (``choice.int8``): its weight side; else None.
     """
 
     choice: Choice
@@ -110,6 +185,7 @@ class WeightPlan:
     acc_dtype: torch.dtype = torch.int32
     zero_taps: torch.Tensor | None = None
     borders: dict = field(default_factory=dict)
+    qconv: QConvWeight | None = None
 
     def weight(self, t0: int, r: int, cached: torch.Tensor | None) -> torch.Tensor:
         return cached if cached is not None else self.build(t0, r)
@@ -138,6 +214,32 @@ def int8_available(device: torch.device) -> bool:
         except (RuntimeError, NotImplementedError):
             _INT8_OK[key] = False
     return _INT8_OK[key]
+
+
+def int8_conv_available(device: torch.device) -> bool:
+    """Whether oneDNN's u8 x s8 conv computes exact integer sums on `device` (CPU only). Checked once per
+    device on values that saturate 16-bit intermediate sums (as non-VNNI kernels may) and on int32 sums far
+    above 2^24 that the zero point brings back below it."""
+    if not INT8_CONV or device.type != "cpu" or not hasattr(torch.ops.onednn, "qconv2d_pointwise"):
+        return False
+    key = str(device)
+    if key not in _INT8_CONV_OK:
+        gen = torch.Generator().manual_seed(0)
+        w = torch.randint(100, 128, (4, 64, 3, 3), generator=gen, dtype=torch.int8)
+        w[1::2].neg_()
+        ok = True
+        for zero_point, lo, hi in ((0, 240, 256), (250, -3, 6)):
+            x = torch.randint(lo, hi, (2, 64, 5, 5), generator=gen).double()
+            ref = F.conv2d(x, w.double(), None, 1, 1)
+            x_u8 = (x + zero_point).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+            try:
+                packed = QConvWeight(x_u8.new_empty(0), zero_point, w, 1).pack([1, 1], [1, 1], [1, 1])
+                got = qconv(x_u8, zero_point, packed, 4, [1, 1], [1, 1], [1, 1], 1)
+                ok = ok and torch.equal(got.double(), ref)
+            except (RuntimeError, NotImplementedError):
+                ok = False
+        _INT8_CONV_OK[key] = ok
+    return _INT8_CONV_OK[key]
 
 
 def _code_indices(codes: torch.Tensor, lo: int) -> torch.Tensor:
@@ -192,10 +294,17 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
+def _memory_order(t: torch.Tensor) -> torch.Tensor:
+    """A channels-last 4-D `t` as the NHWC view of its memory (reductions over it then need no copy)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1)
+    return t
+
+
 def _check_range(codes: torch.Tensor, lo: int, hi: int, what: str) -> None:
     if codes.numel() == 0:
         return
-    cmin, cmax = (float(v) for v in torch.aminmax(codes.detach()))
+    cmin, cmax = (float(v) for v in torch.aminmax(_memory_order(codes.detach())))
     if cmin < lo or cmax > hi:
         raise ValueError(f"{what} codes span [{cmin:g}, {cmax:g}], the multiplier format allows [{lo}, {hi}]")
 
@@ -208,10 +317,11 @@ def _exact_dtype(prepared: PreparedTable, k: int) -> torch.dtype:
 
 
 def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batched,
-          per_chunk: int | None = None, int8: bool = False) -> WeightPlan:
+          per_chunk: int | None = None, int8: bool = False, groups: int = 0) -> WeightPlan:
     """Choose the form for these weight codes and plan the batched weight of every term chunk (cached
     when all chunks together stay within ``max(WEIGHT_BUDGET, 2 |w|)`` elements, else built per call).
-    With ``int8`` (linear layers) the choice may be int8 digit-pair matmuls: see `_plan_int8`."""
+    With ``int8`` the choice may run on integer units: int8 digit-pair matmuls for a linear layer
+    (`_plan_int8`), one u8 x s8 conv for a conv layer (``groups > 0``; `_plan_int8_conv`)."""
     w_lo, w_hi = prepared.fmt.w_range
     _check_range(w_int, w_lo, w_hi, "weight")
     shape = tuple(w_int.shape)
@@ -222,7 +332,9 @@ def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batc
     if w_lo:
         widx.sub_(w_lo)
     present = torch.bincount(widx.flatten(), minlength=w_hi - w_lo + 1).cpu().numpy() > 0
-    choice = prepared.choose(present, k, _divisors(cin_g), int8)
+    choice = prepared.choose(present, k, _divisors(cin_g), int8 and not groups, int8 and groups > 0)
+    if choice.int8 and groups:
+        return _plan_int8_conv(w_int, widx, prepared, choice, groups)
     if choice.int8:
         return _plan_int8(w_int, widx.flatten(), prepared, choice, k)
     p, q, denom = prepared.factors(choice, w_int.device)
@@ -279,6 +391,26 @@ def _plan_int8(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedTable,
                       torch.int64 if wide else torch.int32)
 
 
+def _plan_int8_conv(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedTable, choice: Choice,
+                    groups: int) -> WeightPlan:
+    """One u8 x s8 conv over all kept terms (`widx`: int32 weight indices): the uint8 activation table and the
+    int8 weight with input channels ordered (channel, term), as the interleaved float layout."""
+    form = prepared.forms[choice.form]
+    terms = list(choice.terms)
+    width = int8_conv_width(len(terms))
+    p = np.full((form.p.shape[0], width), choice.zero_point, dtype=np.int64)
+    p[:, :len(terms)] += form.p[:, terms]
+    q = np.zeros((form.q.shape[0], width), dtype=np.int64)
+    q[:, :len(terms)] = form.q[:, terms]
+    dev = w_int.device
+    table = torch.as_tensor(p, dtype=torch.uint8, device=dev).contiguous()
+    q = torch.as_tensor(q, dtype=torch.int8, device=dev)
+    cout, cin_g, kh, kw = w_int.shape
+    weight = q[widx.long()].permute(0, 1, 4, 2, 3).reshape(cout, cin_g * width, kh, kw).contiguous()
+    return WeightPlan(choice, None, form.denom, [], torch.float32, tuple(w_int.shape),
+                      qconv=QConvWeight(table, choice.zero_point, weight, groups))
+
+
 def _interleaved(choice: Choice) -> bool:
     """Conv layout: `INTERLEAVE_MIN` terms or more are gathered as rows ``P[x]`` (one 2-D gather whose cost
     hardly grows with the row length) into a padded channels-last input; fewer terms by 1-D gathers."""
@@ -306,7 +438,8 @@ def plan_conv2d_weight(w_int: torch.Tensor, prepared: PreparedTable, groups: int
         weight = qw.reshape(groups, cout_g, s, cin_g // s, kh, kw, r).permute(0, 2, 1, 6, 3, 4, 5)
         return weight.reshape(groups * s * cout_g, r * cin_g // s, kh, kw).contiguous()
 
-    plan = _plan(w_int, prepared, cin_g * kh * kw, cin_g, batched)
+    plan = _plan(w_int, prepared, cin_g * kh * kw, cin_g, batched, int8=int8_conv_available(w_int.device),
+                 groups=groups)
     if plan.p is not None and plan.choice.rank:
         # d T[code 0, w] per weight, summed over input channels: the padded taps' share (see approx_conv2d)
         form = prepared.forms[plan.choice.form]
@@ -381,6 +514,10 @@ def approx_conv2d(
     n, cin, h, w = x_int.shape
     oh = (h + 2 * ph - _pair(dilation)[0] * (w_int.shape[-2] - 1) - 1) // _pair(stride)[0] + 1
     ow = (w + 2 * pw - _pair(dilation)[1] * (w_int.shape[-1] - 1) - 1) // _pair(stride)[1] + 1
+    if plan.qconv is not None:
+        a_lo, a_hi = prepared.fmt.a_range
+        _check_range(x_int, a_lo, a_hi, "activation")
+        return _conv_int8(x_int, plan, a_lo, stride, (ph, pw), dilation, pad_taps, oh, ow)
     if plan.p is None:
         with _exact_math(x_int.device):
             return F.conv2d(x_int.to(plan.dtype), w_int.to(plan.dtype), None, stride, (ph, pw), dilation, groups)
@@ -486,6 +623,49 @@ def _conv_interleaved(x_int: torch.Tensor, w_int: torch.Tensor, plan: WeightPlan
                     out[b0:b0 + m] = part
                 else:
                     out[b0:b0 + m] += part
+    return _finish(out, plan.denom)
+
+
+def _conv_int8(x_int: torch.Tensor, plan: WeightPlan, a_lo: int, stride, padding: tuple[int, int], dilation,
+               pad_taps: bool, oh: int, ow: int) -> torch.Tensor:
+    """All terms as one u8 x s8 conv: the activation indices are laid out channels-last (padded with the index
+    of code 0 when ``pad_taps``; else oneDNN pads with the zero point, i.e. 0) and ``P[x] + z`` is gathered
+    row-wise into interleaved uint8 channel blocks."""
+    ph, pw = padding
+    q = plan.qconv
+    n, cin, h, w = x_int.shape
+    cout, r = q.weight.shape[0], q.width
+    explicit = pad_taps and (ph or pw)
+    hp, wp = (h + 2 * ph, w + 2 * pw) if explicit else (h, w)
+    conv_padding = [0, 0] if explicit else [ph, pw]
+    stride, dilation = list(_pair(stride)), list(_pair(dilation))
+    packed = q.pack(stride, conv_padding, dilation)
+    per_sample = hp * wp * cin
+    # the gathered input is uint8: budget its bytes like the float paths' float32 elements
+    nb = _batch_chunk(n, per_sample, r, 4 * (x_int.numel() + n * cout * oh * ow))
+    out = None
+    for b0 in range(0, n, nb):
+        xb = x_int[b0:b0 + nb]
+        m = xb.shape[0]
+        idx = _workspace(m * per_sample, torch.int32, x_int.device, "idx").view(m, hp, wp, cin)
+        if explicit:
+            for border in (idx[:, :ph], idx[:, ph + h:], idx[:, :, :pw], idx[:, :, pw + w:]):
+                border.fill_(-a_lo)
+        inner = idx[:, ph:ph + h, pw:pw + w] if explicit else idx
+        inner.copy_(xb.permute(0, 2, 3, 1))
+        if a_lo:
+            inner.sub_(a_lo)
+        gathered = _workspace(idx.numel() * r, torch.uint8, x_int.device, "gather")
+        q.gather(idx.view(-1), gathered)
+        inp = gathered.view(m, hp, wp, cin * r).permute(0, 3, 1, 2)
+        part = qconv(inp, q.zero_point, packed, cout, stride, conv_padding, dilation, q.groups)
+        if nb >= n:
+            out = part
+        else:
+            if out is None:
+                out = torch.empty((n, cout, oh, ow), dtype=part.dtype, device=x_int.device,
+                                  memory_format=torch.channels_last)
+            out[b0:b0 + m] = part
     return _finish(out, plan.denom)
 
 

@@ -15,8 +15,10 @@ Cost model: the emulating conv costs ``R`` exact convs (FLOPs and the gathered i
 ``R``); float64 costs `F64_COST` times float32. Linear layers on a CPU with an int8 matmul
 (``torch._int_mm``, VNNI: about 8x the float32 matmul rate) may instead run every term as exact
 int8 x int8 -> int32 matmuls over the balanced base-256 digits of its factors (`int8_pairs`), costing
-`INT8_PAIR_COST` float32 matmuls per digit pair (mostly the per-call weight-side gather). The cheapest
-candidate wins; ties keep the listed order.
+`INT8_PAIR_COST` float32 matmuls per digit pair (mostly the per-call weight-side gather). Conv layers on a
+CPU with oneDNN's u8 x s8 convolution may instead run all terms as ONE such conv (`int8_conv_zero_point`:
+``P + z`` in ``[0, 255]`` for one zero point ``z``, ``Q`` in ``[-128, 127]``, int32 accumulation), costing
+`INT8_CONV_COST` float32 convs per term. The cheapest candidate wins; ties keep the listed order.
 
 Exactness rule (`accumulate_dtype`): every partial sum of the conv is an integer whose magnitude is at
 most ``K * bound`` (``K`` products per output, ``bound = max_{u,v} sum_r |P[u,r] Q[v,r]|``), whatever
@@ -43,6 +45,8 @@ F64_EXACT = 2**53
 F64_COST = 8.0
 INT8_PAIR_COST = 0.4  # one int8 digit-pair matmul (weight side gathered per call) vs one float32 matmul
 INT8_DIGIT_MAX = 128 * 128  # largest |digit product|; int32 accumulation needs K * this < 2^31
+INT8_CONV_COST = 0.35  # one term of a oneDNN u8 x s8 conv vs one float32 conv (3-4.5x faster on VNNI)
+U8_PRODUCT_MAX = 255 * 128  # largest |u8 x s8 product| before the zero point is taken off (int32 sums)
 MAX_SLICES = 64
 DEFAULT_MAX_RANK = 24
 
@@ -57,8 +61,10 @@ class Choice:
         dtype: accumulation dtype.
         slices: number of input-channel slices accumulated separately (float32 exactness).
         cost: cost-model value (exact conv = 1).
-        int8: linear only: run as exact int8 x int8 -> int32 matmuls over balanced base-256 digits of the
-            factors (`int8_pairs`); `dtype`/`slices` then only fix the output dtype.
+        int8: run on integer units: a linear layer as exact int8 x int8 -> int32 matmuls over balanced
+            base-256 digits of the factors (`int8_pairs`), a conv as one u8 x s8 conv (`zero_point`);
+            `dtype`/`slices` then only fix the output dtype.
+        zero_point: int8 conv: the activation side is ``P + zero_point`` as uint8.
     """
 
     form: int
@@ -67,6 +73,7 @@ class Choice:
     slices: int
     cost: float
     int8: bool = False
+    zero_point: int = 0
 
     @property
     def rank(self) -> int:
@@ -99,6 +106,29 @@ def int8_feasible(k: int, pairs: list[tuple[int, np.ndarray, np.ndarray]]) -> bo
     """int32 holds one pair's sum (``K * 128^2 < 2^31``) and int64 the weighted sum of all pairs."""
     total = sum(256 ** s for s, _, _ in pairs) * k * INT8_DIGIT_MAX
     return k * INT8_DIGIT_MAX < 2**31 and total < 2**62
+
+
+def int8_conv_width(terms: int) -> int:
+    """Input channels per activation channel of an int8 conv with `terms` terms: padded to 2, 4 or 8 (with
+    zero terms) so that each code's bytes are gathered as ONE 16/32/64-bit value; more than 8: unpadded."""
+    return next((b for b in (1, 2, 4, 8) if b >= terms), terms)
+
+
+def int8_conv_zero_point(form: Form, terms: tuple[int, ...], k: int) -> int | None:
+    """Zero point ``z`` for running the kept `terms` as one exact u8 x s8 conv, or None when they do not fit.
+
+    Needs ``P + z`` in ``[0, 255]`` and ``Q`` in ``[-128, 127]``; the int32 sums before the zero point is
+    taken off within ``K * R * 255 * 128 < 2^31``; and the float32 output exact (``K * bound < 2^24``).
+    """
+    if not terms:
+        return None
+    p, q = form.p[:, list(terms)], form.q[:, list(terms)]
+    zero_point = max(0, -int(p.min()))
+    if int(p.max()) + zero_point > 255 or int(q.min()) < -128 or int(q.max()) > 127:
+        return None
+    if k * int8_conv_width(len(terms)) * U8_PRODUCT_MAX >= 2**31 or k * form.bound >= F32_EXACT:
+        return None
+    return zero_point
 
 
 def accumulate_dtype(k: int, bound: float, divisors: list[int]) -> tuple[torch.dtype, int] | None:
@@ -140,18 +170,21 @@ class PreparedTable:
     _tensors: dict = field(default_factory=dict, repr=False)
     _choices: dict = field(default_factory=dict, repr=False)
 
-    def choose(self, present: np.ndarray | None, k: int, divisors: list[int], int8: bool = False) -> Choice:
+    def choose(self, present: np.ndarray | None, k: int, divisors: list[int], int8: bool = False,
+               int8_conv: bool = False) -> Choice:
         """Cheapest exact choice for a layer whose weight codes occur where `present` is True.
 
         With ``int8=True`` (linear layers on a CPU with an int8 matmul) a form may instead be run as int8
-        digit-pair matmuls, costing `INT8_PAIR_COST` per pair (`int8_pairs`); the cheaper of the two wins.
+        digit-pair matmuls, costing `INT8_PAIR_COST` per pair (`int8_pairs`); with ``int8_conv=True`` (conv
+        layers on a CPU with oneDNN's u8 x s8 conv) as one int8 conv, costing `INT8_CONV_COST` per term
+        (`int8_conv_zero_point`). The cheapest wins.
 
         Raises:
             ValueError: when no form is exactly representable in float64 for this `k`.
         """
         if self.is_exact:
             return Choice(-1, (), torch.float32, 1, 1.0)
-        key = (present.tobytes(), k, tuple(divisors), int8)
+        key = (present.tobytes(), k, tuple(divisors), int8, int8_conv)
         if key in self._choices:
             return self._choices[key]
         best = None
@@ -171,6 +204,11 @@ class PreparedTable:
                 cost = max(len(pairs), 1) * INT8_PAIR_COST
                 if int8_feasible(k, pairs) and cost < best.cost:
                     best = Choice(i, terms, acc[0], acc[1], cost, True)
+            if int8_conv:
+                zero_point = int8_conv_zero_point(form, terms, k)
+                cost = int8_conv_width(len(terms)) * INT8_CONV_COST
+                if zero_point is not None and cost < best.cost:
+                    best = Choice(i, terms, torch.float32, 1, cost, True, zero_point)
         if best is None:
             raise ValueError(
                 f"multiplier {self.name!r}: no exact float accumulation for {k} products per output"

@@ -115,5 +115,7 @@ class LsqQuantizer(nn.Module):
         if self.training:
             step = grad_scale(step, scale)
         view = step.reshape(-1, *([1] * (x.dim() - 1))) if self.channels else step
-        codes = round_ste(torch.clamp(x / view, qmin, qmax))
-        return codes, step
+        codes = x / view
+        if torch.is_grad_enabled() and codes.requires_grad:
+            return round_ste(torch.clamp(codes, qmin, qmax)), step
+        return codes.clamp_(qmin, qmax).round_(), step  # no graph: the same codes in one buffer, in place

@@ -71,7 +71,7 @@ DENSE_ROWS_RATIO = 1.0
 # multiply-add of a counting conv, bin = one bincount input/output element, scatter = one element of a
 # tap's row scatter, h = one element of H_k (zeroing plus its scatter into the weight-code columns).
 # The fit is within ~2x per layer, enough to separate the methods, which differ by 5-100x there.
-COST = {"call": 2e-5, "mac": 1e-10, "bin": 5e-9, "scatter": 1e-9, "h": 3e-9}
+COST = {"call": 2e-5, "mac": 1e-10, "bin": 5e-9, "scatter": 1.8e-9, "h": 3e-9}
 
 
 @dataclass
