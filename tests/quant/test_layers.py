@@ -90,3 +90,30 @@ def test_exact_math_is_a_no_op_off_cuda():
     with exact_math(torch.device("cpu")):
         assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+@pytest.mark.parametrize("signed", [False, True])
+def test_accumulators_without_graph_run_exactly_on_integer_units(bits, signed):
+    """Without a graph on the CPU, a layer without a multiplier accumulates on int8 units (an exact u8 x s8
+    conv, int8 matmuls) where its codes fit: bit-equal to the float64 conv/matmul of the codes; with a graph
+    the float op runs and gradients flow."""
+    from fames.emulation.api import integer_units
+
+    if not integer_units(torch.device("cpu")):
+        pytest.skip("no exact int8 conv or matmul on this CPU build")
+    torch.manual_seed(bits)
+    conv = QConv2d.from_float(nn.Conv2d(6, 5, 3, padding=1), bits, bits, a_signed=signed).eval()
+    lin = QLinear.from_float(nn.Linear(40, 7), bits, bits, a_signed=signed).eval()
+    for layer, x, op in ((conv, torch.randn(3, 6, 8, 8) * 3, F.conv2d), (lin, torch.randn(4, 40) * 3, F.linear)):
+        x = x if signed else x.relu()
+        with torch.no_grad():
+            x_int, _ = layer.input_codes(x)
+            w_int, _ = layer.weight_codes()
+            got = layer.accumulate(x_int, w_int)
+        kw = {"padding": 1} if op is F.conv2d else {}
+        assert torch.equal(got.double(), op(x_int.double(), w_int.double(), **kw))
+        assert layer.__dict__["_exact_emulator"]._plan[1].choice.int8
+        y = layer(x)  # with a graph: the float op, and gradients reach the weights
+        y.sum().backward()
+        assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0

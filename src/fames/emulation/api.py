@@ -20,6 +20,8 @@ from fames.emulation.functional import (
     WeightPlan,
     approx_conv2d,
     approx_linear,
+    int8_available,
+    int8_conv_available,
     plan_conv2d_weight,
     plan_linear_weight,
 )
@@ -69,9 +71,12 @@ class ApproxEmulator:
         return plan
 
     def __call__(self, layer: QuantLayer, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
-        if self.prepared.is_exact:
+        grad = torch.is_grad_enabled() and (x_int.requires_grad or w_int.requires_grad)
+        if self.prepared.is_exact and (grad or not integer_units(x_int.device)):
             return layer.integer_op(x_int, w_int)
         plan = self._weight_plan(layer, w_int)
+        if self.prepared.is_exact and not plan.choice.int8:
+            return layer.integer_op(x_int, w_int)
         if isinstance(layer, QConv2d):
             acc = approx_conv2d(x_int, w_int, self.prepared, layer.stride, layer.padding, layer.dilation,
                                 layer.groups, self.pad_taps, plan)
@@ -81,7 +86,7 @@ class ApproxEmulator:
         if self.offset is not None:
             shape = (1, -1, 1, 1) if isinstance(layer, QConv2d) else (-1,)
             acc = acc - self.offset.to(acc.device, acc.dtype).reshape(shape)
-        if torch.is_grad_enabled() and (x_int.requires_grad or w_int.requires_grad):
+        if grad:
             exact = layer.integer_op(x_int, w_int)
             acc = exact + (acc - exact.detach())
         return acc
@@ -89,6 +94,22 @@ class ApproxEmulator:
     def __repr__(self) -> str:
         extra = "" if self.offset is None else ", offset=..."
         return f"ApproxEmulator({self.mul.name!r}, pad_taps={self.pad_taps}{extra})"
+
+
+def integer_units(device: torch.device) -> bool:
+    """Whether `device` runs exact int8 convs or matmuls (`fames.emulation.functional`): there an exact
+    multiplier, too, is emulated on them when its codes fit (faster than the layer's float op)."""
+    return int8_conv_available(device) or int8_available(device)
+
+
+def exact_accumulator(layer: QuantLayer, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
+    """The exact accumulator of a layer without a multiplier, without a graph, on a device with integer
+    units: the exact multiplier's emulator (kept on the layer between calls, so its weight plan is reused)."""
+    emulator = layer.__dict__.get("_exact_emulator")
+    if emulator is None or emulator.mul.fmt != layer.operand_format:
+        emulator = ApproxEmulator(AppMul.exact(layer.operand_format))
+        layer.__dict__["_exact_emulator"] = emulator
+    return emulator(layer, x_int, w_int)
 
 
 def _lookup(library: Any, name: str, layer: str) -> AppMul:

@@ -63,9 +63,17 @@ def make_form(kind: str, base: str, p: np.ndarray, q: np.ndarray, denom: int = 1
 
 
 def check_form(form: Form, table: np.ndarray) -> bool:
-    """Exact check ``P Q^T == denom * table`` in Python integers (no overflow possible)."""
-    prod = form.p.astype(object) @ form.q.astype(object).T if form.rank else np.zeros(table.shape, object)
-    return bool(np.array_equal(prod, table.astype(object) * form.denom))
+    """Exact check ``P Q^T == denom * table``: in int64 where the form's magnitude bound keeps every partial
+    sum below 2^62, else in Python integers (no overflow possible either way)."""
+    table = np.asarray(table)
+    if form.p.shape[0] != table.shape[0] or form.q.shape[0] != table.shape[1]:
+        return False
+    if not form.rank:
+        return not table.any()
+    exact_int64 = form.bound < 2**62 and np.abs(table).max() * form.denom < 2**62
+    kind = np.int64 if exact_int64 else object
+    prod = form.p.astype(kind) @ form.q.astype(kind).T
+    return bool(np.array_equal(prod, table.astype(kind) * form.denom))
 
 
 def weight_split(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

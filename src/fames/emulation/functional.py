@@ -326,13 +326,15 @@ def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batc
     _check_range(w_int, w_lo, w_hi, "weight")
     shape = tuple(w_int.shape)
     if prepared.is_exact:
-        choice = prepared.choose(None, k, [])
-        return WeightPlan(choice, None, 1, [], _exact_dtype(prepared, k), shape)
+        choice = prepared.choose(None, k, [], int8 and not groups, int8 and groups > 0)
+        if not choice.int8:
+            return WeightPlan(choice, None, 1, [], _exact_dtype(prepared, k), shape)
     widx = w_int.detach().to(torch.int32)  # 32-bit weight indices (no int64 copy of the weight)
     if w_lo:
         widx.sub_(w_lo)
-    present = torch.bincount(widx.flatten(), minlength=w_hi - w_lo + 1).cpu().numpy() > 0
-    choice = prepared.choose(present, k, _divisors(cin_g), int8 and not groups, int8 and groups > 0)
+    if not prepared.is_exact:
+        present = torch.bincount(widx.flatten(), minlength=w_hi - w_lo + 1).cpu().numpy() > 0
+        choice = prepared.choose(present, k, _divisors(cin_g), int8 and not groups, int8 and groups > 0)
     if choice.int8 and groups:
         return _plan_int8_conv(w_int, widx, prepared, choice, groups)
     if choice.int8:
@@ -365,7 +367,7 @@ def _plan_int8(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedTable,
     weight is cached in the plan while all cached blocks together stay within `INT8_CACHE` times the weight
     tensor's bytes, else gathered per call (then the plan keeps `widx`, one weight's worth of bytes)."""
     cout, cin = w_int.shape
-    form = prepared.forms[choice.form]
+    form = prepared.form(choice)
     pairs = int8_pairs(form, choice.terms)
     nb_max = max(1, min(INT8_BLOCK, (2**31 - 1) // (k * INT8_DIGIT_MAX)))
     budget = INT8_CACHE * w_int.numel() * w_int.element_size()
@@ -395,7 +397,7 @@ def _plan_int8_conv(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedT
                     groups: int) -> WeightPlan:
     """One u8 x s8 conv over all kept terms (`widx`: int32 weight indices): the uint8 activation table and the
     int8 weight with input channels ordered (channel, term), as the interleaved float layout."""
-    form = prepared.forms[choice.form]
+    form = prepared.form(choice)
     terms = list(choice.terms)
     width = int8_conv_width(len(terms))
     p = np.full((form.p.shape[0], width), choice.zero_point, dtype=np.int64)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from fames.emulation.factor import Form, activation_split, low_rank, make_form, weight_split
+from fames.emulation.form_cache import cached_forms
 from fames.multipliers.appmul import AppMul
 from fames.multipliers.formats import OperandFormat
 
@@ -170,6 +171,14 @@ class PreparedTable:
     _tensors: dict = field(default_factory=dict, repr=False)
     _choices: dict = field(default_factory=dict, repr=False)
 
+    def form(self, choice: Choice) -> Form:
+        """The factorisation `choice` runs: one of `forms`, or for an exact table (``choice.form == -1``)
+        the identity ``P = a codes, Q = w codes`` (run on integer units)."""
+        if choice.form >= 0:
+            return self.forms[choice.form]
+        a, w = self.fmt.a_codes(), self.fmt.w_codes()
+        return make_form("exact", "table", a[:, None], w[:, None])
+
     def choose(self, present: np.ndarray | None, k: int, divisors: list[int], int8: bool = False,
                int8_conv: bool = False) -> Choice:
         """Cheapest exact choice for a layer whose weight codes occur where `present` is True.
@@ -182,11 +191,20 @@ class PreparedTable:
         Raises:
             ValueError: when no form is exactly representable in float64 for this `k`.
         """
-        if self.is_exact:
-            return Choice(-1, (), torch.float32, 1, 1.0)
-        key = (present.tobytes(), k, tuple(divisors), int8, int8_conv)
+        key = (None if present is None else present.tobytes(), k, tuple(divisors), int8, int8_conv)
         if key in self._choices:
             return self._choices[key]
+        if self.is_exact:  # the layer's own op, or the identity factors on integer units where cheaper
+            best = Choice(-1, (), torch.float32, 1, 1.0)
+            identity = self.form(best)
+            if int8 and int8_feasible(k, pairs := int8_pairs(identity, (0,))):
+                best = min(best, Choice(-1, (0,), torch.float32, 1, len(pairs) * INT8_PAIR_COST, True),
+                           key=lambda c: c.cost)
+            if int8_conv and (zero_point := int8_conv_zero_point(identity, (0,), k)) is not None:
+                best = min(best, Choice(-1, (0,), torch.float32, 1, INT8_CONV_COST, True, zero_point),
+                           key=lambda c: c.cost)
+            self._choices[key] = best
+            return best
         best = None
         for i, form in enumerate(self.forms):
             if form.w_col is not None:
@@ -267,7 +285,8 @@ def build_forms(table: np.ndarray, fmt: OperandFormat, max_rank: int = DEFAULT_M
 
 
 def prepare(mul: AppMul, max_rank: int = DEFAULT_MAX_RANK) -> PreparedTable:
-    """Prepared form of `mul`, cached by table hash and format (shared by all layers using it).
+    """Prepared form of `mul`, cached by table hash and format (shared by all layers using it; the forms
+    themselves also on disk, `fames.emulation.form_cache`).
 
     Args:
         mul: the multiplier.
@@ -276,10 +295,11 @@ def prepare(mul: AppMul, max_rank: int = DEFAULT_MAX_RANK) -> PreparedTable:
     Returns:
         The `PreparedTable`.
     """
-    key = (table_key(mul.table, mul.fmt), mul.fmt.name, max_rank)
+    digest = table_key(mul.table, mul.fmt)
+    key = (digest, mul.fmt.name, max_rank)
     if key not in _CACHE:
         is_exact = mul.is_exact
-        forms = () if is_exact else build_forms(mul.table, mul.fmt, max_rank)
+        forms = () if is_exact else cached_forms(mul.table, mul.fmt, digest, max_rank, build_forms)
         _CACHE[key] = PreparedTable(mul.name, mul.fmt, is_exact, forms)
     return _CACHE[key]
 
