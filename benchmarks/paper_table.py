@@ -8,7 +8,9 @@ Run (from the repository root):
 
 The committed record: ``--threads 1 --ga-time-limit 420``; its FAMES columns were refreshed after each
 change of defaults with ``--ga-from`` an earlier record (the GA does not depend on FAMES), last after the
-switch to 512 calibration images and 8 passes (2026-12-06; the long-GA records below likewise). The
+switch to 512 calibration images and 8 passes (2026-12-06; the long-GA records below likewise), and again
+once convs ran on integer units (same choices, FAMES 2-3x faster; the 7-minute GA columns are still the
+float-conv ones). The
 record made with ``mean|t|`` is kept as ``benchmarks/results/estimator_abs/`` (``--estimator abs
 --calibration 1024 --max-evaluations 16 --attribution accuracy --no-rescale`` makes it again). Also committed:
 ``--threads 1 --no-ga --no-compensation --results benchmarks/results/ablation_no_compensation`` (the ablation,
