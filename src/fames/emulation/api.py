@@ -103,8 +103,9 @@ def integer_units(device: torch.device) -> bool:
 
 
 def exact_accumulator(layer: QuantLayer, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
-    """The exact accumulator of a layer without a multiplier, without a graph, on a device with integer
-    units: the exact multiplier's emulator (kept on the layer between calls, so its weight plan is reused)."""
+    """The exact accumulator of a layer without a multiplier: the exact multiplier's emulator (kept on the
+    layer between calls, so its weight plan is reused), which runs on integer units where the device has
+    them and the codes fit, else the layer's own op."""
     emulator = layer.__dict__.get("_exact_emulator")
     if emulator is None or emulator.mul.fmt != layer.operand_format:
         emulator = ApproxEmulator(AppMul.exact(layer.operand_format))

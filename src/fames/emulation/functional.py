@@ -57,6 +57,7 @@ import torch.nn.functional as F
 
 from fames.emulation.plan import (
     INT8_DIGIT_MAX,
+    PACKED_WIDTHS,
     Choice,
     PreparedTable,
     accumulate_dtype,
@@ -97,7 +98,7 @@ class Int8Block:
     b: torch.Tensor | None
 
 
-_PACKED = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}  # bytes per code -> gather dtype
+_PACKED = dict(zip(PACKED_WIDTHS, (torch.uint8, torch.int16, torch.int32, torch.int64), strict=True))
 
 
 @dataclass
@@ -580,6 +581,22 @@ def approx_conv2d(
     return _finish(out, plan.denom)
 
 
+def _channels_last_indices(xb: torch.Tensor, a_lo: int, padding: tuple[int, int]) -> torch.Tensor:
+    """Table indices ``code - a_lo`` of `xb` as int32 ``(N, H + 2 ph, W + 2 pw, C)`` in the reusable "idx"
+    workspace, the `padding` border holding the index of code 0 (padded taps multiply code 0)."""
+    ph, pw = padding
+    m, cin, h, w = xb.shape
+    idx = _workspace(m * (h + 2 * ph) * (w + 2 * pw) * cin, torch.int32, xb.device, "idx")
+    idx = idx.view(m, h + 2 * ph, w + 2 * pw, cin)
+    for border in (idx[:, :ph], idx[:, ph + h:], idx[:, :, :pw], idx[:, :, pw + w:]):
+        border.fill_(-a_lo)
+    inner = idx[:, ph:ph + h, pw:pw + w]
+    inner.copy_(xb.permute(0, 2, 3, 1))
+    if a_lo:
+        inner.sub_(a_lo)
+    return idx
+
+
 def _conv_interleaved(x_int: torch.Tensor, w_int: torch.Tensor, plan: WeightPlan, a_lo: int, stride,
                       padding: tuple[int, int], dilation, groups: int, pad_taps: bool, oh: int,
                       ow: int) -> torch.Tensor:
@@ -599,14 +616,7 @@ def _conv_interleaved(x_int: torch.Tensor, w_int: torch.Tensor, plan: WeightPlan
         for b0 in range(0, n, nb):
             xb = x_int[b0:b0 + nb]
             m = xb.shape[0]
-            idx = _workspace(m * per_sample, torch.int32, x_int.device, "idx").view(m, hp, wp, cin)
-            if pad_taps and (ph or pw):
-                for border in (idx[:, :ph], idx[:, ph + h:], idx[:, :, :pw], idx[:, :, pw + w:]):
-                    border.fill_(-a_lo)
-            inner = idx[:, ph:ph + h, pw:pw + w] if pad_taps else idx
-            inner.copy_(xb.permute(0, 2, 3, 1))
-            if a_lo:
-                inner.sub_(a_lo)
+            idx = _channels_last_indices(xb, a_lo, (ph, pw) if pad_taps else (0, 0))
             gathered = _workspace(idx.numel() * r, plan.dtype, x_int.device, "gather")
             torch.index_select(p, 0, idx.view(-1), out=gathered.view(-1, r))
             inp = gathered.view(m, hp, wp, cin * r).permute(0, 3, 1, 2)
@@ -649,14 +659,7 @@ def _conv_int8(x_int: torch.Tensor, plan: WeightPlan, a_lo: int, stride, padding
     for b0 in range(0, n, nb):
         xb = x_int[b0:b0 + nb]
         m = xb.shape[0]
-        idx = _workspace(m * per_sample, torch.int32, x_int.device, "idx").view(m, hp, wp, cin)
-        if explicit:
-            for border in (idx[:, :ph], idx[:, ph + h:], idx[:, :, :pw], idx[:, :, pw + w:]):
-                border.fill_(-a_lo)
-        inner = idx[:, ph:ph + h, pw:pw + w] if explicit else idx
-        inner.copy_(xb.permute(0, 2, 3, 1))
-        if a_lo:
-            inner.sub_(a_lo)
+        idx = _channels_last_indices(xb, a_lo, (ph, pw) if explicit else (0, 0))
         gathered = _workspace(idx.numel() * r, torch.uint8, x_int.device, "gather")
         q.gather(idx.view(-1), gathered)
         inp = gathered.view(m, hp, wp, cin * r).permute(0, 3, 1, 2)

@@ -47,6 +47,7 @@ F64_COST = 8.0
 INT8_PAIR_COST = 0.4  # one int8 digit-pair matmul (weight side gathered per call) vs one float32 matmul
 INT8_DIGIT_MAX = 128 * 128  # largest |digit product|; int32 accumulation needs K * this < 2^31
 INT8_CONV_COST = 0.35  # one term of a oneDNN u8 x s8 conv vs one float32 conv (3-4.5x faster on VNNI)
+PACKED_WIDTHS = (1, 2, 4, 8)  # int8 conv terms per code fetched as one 8/16/32/64-bit value
 U8_PRODUCT_MAX = 255 * 128  # largest |u8 x s8 product| before the zero point is taken off (int32 sums)
 MAX_SLICES = 64
 DEFAULT_MAX_RANK = 24
@@ -112,7 +113,7 @@ def int8_feasible(k: int, pairs: list[tuple[int, np.ndarray, np.ndarray]]) -> bo
 def int8_conv_width(terms: int) -> int:
     """Input channels per activation channel of an int8 conv with `terms` terms: padded to 2, 4 or 8 (with
     zero terms) so that each code's bytes are gathered as ONE 16/32/64-bit value; more than 8: unpadded."""
-    return next((b for b in (1, 2, 4, 8) if b >= terms), terms)
+    return next((b for b in PACKED_WIDTHS if b >= terms), terms)
 
 
 def int8_conv_zero_point(form: Form, terms: tuple[int, ...], k: int) -> int | None:

@@ -72,10 +72,9 @@ class QuantLayer(nn.Module):
         if self.emulator is None:
             if x_int.device.type == "cpu" and not (torch.is_grad_enabled() and
                                                    (x_int.requires_grad or w_int.requires_grad)):
-                from fames.emulation.api import exact_accumulator, integer_units  # emulation imports this module
+                from fames.emulation.api import exact_accumulator  # emulation imports this module
 
-                if integer_units(x_int.device):  # exact int8 convs / matmuls where the codes fit
-                    return exact_accumulator(self, x_int, w_int)
+                return exact_accumulator(self, x_int, w_int)  # int8 convs / matmuls where the codes fit
             with exact_math(x_int.device):
                 acc = self.integer_op(x_int, w_int)
             # GPU conv algorithms (Winograd, FFT) leave tiny errors on exact-integer sums; they would move
