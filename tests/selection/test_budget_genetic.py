@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from fames.selection import budget
 from fames.selection.budget import (
     MIN_CONFIDENCE,
     MIN_GAIN_PCT,
@@ -105,11 +106,13 @@ class PrefixWorld(FakeWorld):
 
 class LossWorld(PrefixWorld):
     """PrefixWorld that also gives per-sample losses (`results`, as `make_evaluator`'s): the loss of each
-    image grows smoothly with the true drop, so a prefix ranks substitutions even where accuracy ties."""
+    image grows smoothly with the true drop, so a prefix ranks substitutions even where accuracy ties, and
+    the mean loss change is about the true drop, in the units of the problem's risks (as real estimates
+    are in the loss's units)."""
 
     def results(self, model, part: slice | None = None) -> EvalResult:
         correct = self(model, part)
-        return EvalResult(correct, (~correct).astype(float) + 0.01 * self.drop_of(self.current))
+        return EvalResult(correct, 50.0 * (~correct) + 0.5 * self.drop_of(self.current))
 
 
 def _misestimated_problem() -> tuple[KnapsackProblem, KnapsackProblem]:
@@ -420,3 +423,63 @@ def test_budget_is_a_true_bound_on_the_passes(max_evaluations: int) -> None:
         assert world.images / N_VAL == pytest.approx(res.passes)
         assert res.passes <= max_evaluations + 1e-9
         assert res.evaluations >= 2  # the exact baseline and at least one candidate
+
+
+def test_no_candidate_is_estimated_riskier_than_a_measured_failure(monkeypatch, caplog) -> None:
+    """Every candidate is measured only while its estimate (as rescaled at that moment) is below that of every
+    rejection measured before it, rejections making a substitution still underestimated after rescaling
+    aside."""
+    snapshots: list[list[np.ndarray]] = []
+    real_solve = budget.solve_knapsack
+
+    def recording_solve(problem, tau, cuts=()):
+        snapshots.append([r.copy() for r in problem.risk])
+        return real_solve(problem, tau, cuts=cuts)
+
+    monkeypatch.setattr(budget, "solve_knapsack", recording_solve)
+    stops = 0
+    for estimated, true in [_misestimated_problem(), *_random_problems(12, seed=3)]:
+        world = LossWorld(true)
+        applied: list[tuple[dict, int]] = []
+
+        def apply(model, assignment, library, world=world, applied=applied):
+            applied.append((dict(assignment), len(snapshots)))
+            world.apply(model, assignment, library)
+
+        snapshots.clear()
+        caplog.clear()
+        with caplog.at_level("INFO", logger="fames.selection.budget"):
+            res = search_budget(None, None, estimated, world, 1.0, apply_fn=apply, max_evaluations=12,
+                                screen=500, confidence=0.8)
+        stops += "no retry" in caplog.text
+        short = {tuple(m.split(" stays")[0].split("=")) for m in caplog.messages if m.endswith("stays underestimated")}
+
+        def when(p, applied=applied):  # (apply index, snapshots made by then) of p's own evaluation
+            return max((k, n) for k, (a, n) in enumerate(applied) if a == p.assignment)
+
+        def estimate(p, risks, estimated=estimated):
+            return sum(risks[i][estimated.options[i].index(p.assignment[k])] for i, k in enumerate(estimated.layers))
+
+        measured = [p for p in res.points if p.measured is not None]
+        for p in measured:
+            k, n = when(p)
+            risks = snapshots[n - 1]
+            earlier = [q for q in measured if q.accepted is False and when(q)[0] < k
+                       and not any((layer, q.assignment[layer]) in short for layer in estimated.layers)]
+            assert all(estimate(p, risks) < estimate(q, risks) for q in earlier)
+    assert stops >= 1  # the rule was exercised
+
+
+@pytest.mark.parametrize("batch_size", [None, 250, 500, 800])
+def test_hopeless_candidates_are_screened_out_on_the_first_batch(batch_size) -> None:
+    estimated, true = _misestimated_problem()
+    world = CountingWorld(true)
+    if batch_size:
+        world.batch_size = batch_size
+    res = search_budget(None, None, estimated, world, 1.0, apply_fn=world.apply, max_evaluations=20,
+                        screen=500, confidence=0.8)
+    screened = [p for p in res.points if p.measured is not None and p.measured.n < N_VAL]
+    first = batch_size if batch_size in (250, 500) else 500  # a first look only at less than the prefix
+    assert screened and all(p.measured.n == first and not p.accepted for p in screened)
+    assert world.images / N_VAL == pytest.approx(res.passes)
+    assert res.chosen is not None and res.assignment["b"] != "x"

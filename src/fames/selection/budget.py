@@ -10,7 +10,8 @@
    the ILP), its layer's estimates, and those of every other substitution tried whose estimate rose, are
    scaled up by the measured / estimated loss change (1 to `MAX_RISK_SCALE`), and the ILP is solved
    again at B's tau (halfway between A's and B's when B itself was such a retry, then at B's and larger
-   taus). The new solution must save `MIN_GAIN_PCT` points
+   taus, while the solution's estimate stays below that of every rejection so far: see *No retry riskier
+   than a measured failure*). The new solution must save `MIN_GAIN_PCT` points
    more than A (else the search stops: smaller steps cost a full evaluation for nothing a user would
    notice); it is evaluated and becomes the new A or the new B. A fixed grid leaves big gaps exactly where it
    matters (VGG: 20.6 % accepted at 0.2 pt, the next point 25.3 % at 3.1 pt, because one
@@ -34,9 +35,22 @@
    passes on blame trials and a screened retry it could not have accepted). Over calibration seeds 0-4 of
    the three reference models it changed one choice of fifteen: ResNet's seed 0 keeps 27.16 % where the
    search found 28.92 % in its ninth pass of eight.
+   *No retry riskier than a measured failure*: a retry whose solution is estimated (under the estimates as
+   rescaled so far) at least as risky as an assignment already measured to fail ends the search; a larger
+   tau would only find riskier ones. Rejections making a substitution whose measured loss change the
+   rescaled estimates still fall short of (not measured alone, or more than `MAX_RISK_SCALE` times its
+   estimate) are left out: their estimates do not say what they cost. Before, the search climbed to
+   larger taus after an acceptance and mostly paid for failures: VGG at seed 0 spent its last 2.6 of 7.6
+   passes on a 67.88 % candidate estimated at 4x the lowest measured failure (screened out), blame trials
+   that rescaled seven layers, and a 42.18 % candidate measured at a 1.50 pt drop. Over calibration seeds
+   0-4 of the three reference models at 8 passes the rule ended two searches early (VGG seeds 0 and 2)
+   and changed no choice.
    *Screening*: a candidate is first evaluated on a prefix of the validation split; if even the lower
    95 % bound of its drop there exceeds the budget it is rejected without the rest (clear failures
-   cost a fraction of an evaluation). Needs an evaluator that takes ``part`` (`make_evaluator`).
+   cost a fraction of an evaluation). The prefix starts with a *first look* at one evaluation batch (the
+   evaluator's ``batch_size``, when smaller than the prefix), judged by the same bound: the hopeless
+   candidates of a bisection's first steps (VGG: drops of 4-85 pt) stop there, at about half the cost.
+   Needs an evaluator that takes ``part`` (`make_evaluator`).
 3. Decision rule (documented margin): a candidate is accepted when the upper `confidence` bound
    (one-sided) of its **paired** accuracy drop against the exact model on the same images is at most the
    budget. The default level grows with the evaluation budget (`default_confidence`): the search keeps
@@ -326,6 +340,7 @@ def search_budget(
     known = {tuple(problem.exact)} | {tuple(s.choice) for _, s in sols}
     cuts: list[list[tuple[int, int]]] = []
     retries: set[int] = set()  # ids of points found after a ban (not on the sweep grid)
+    short: set[tuple[int, int]] = set()  # substitutions blamed and still underestimated (see `rescale`)
 
     def point(tau: float, s: IlpSolution) -> ParetoPoint:
         return ParetoPoint(tau, s.assignment, s.cost, _reduction(s.cost, ref_cost), s.risk)
@@ -349,20 +364,38 @@ def search_budget(
     spent = 0.0  # approximate-candidate evaluations, in full-validation equivalents
     evaluations, screened, lo, hi = 1, 0, -1, len(points)
 
-    def on_prefix(assignment: dict[str, str]) -> np.ndarray:
-        """Correctness on the screening prefix (on everything when the evaluator takes no ``part``)."""
+    # a first look at one evaluation batch of the prefix rejects hopeless candidates at a fraction of the cost
+    first_look = int(getattr(evaluator, "batch_size", 0) or 0)
+    first_look = first_look if prefix and 0 < first_look < prefix else 0
+
+    def on_prefix(assignment: dict[str, str], look_first: bool = False) -> np.ndarray:
+        """Correctness on the screening prefix (on everything when the evaluator takes no ``part``). With
+        `look_first`, only the first look's samples when they already screen the candidate out."""
         nonlocal spent, evaluations
         apply_fn(model, assignment, library)
         evaluations += 1
         if not prefix:
             spent += 1.0
             return np.asarray(evaluator(model), bool)
-        spent += prefix / base.size
+        start, head, head_loss = 0, np.zeros(0, bool), np.zeros(0)
+        if look_first and first_look:
+            spent += first_look / base.size
+            res = evaluator.results(model, part=slice(0, first_look)) if by_loss else None
+            head = np.asarray(res.correct if by_loss else evaluator(model, part=slice(0, first_look)), bool)
+            head_loss = res.loss if by_loss else head_loss
+            if screens_out(head):
+                return head
+            start = first_look
+        spent += (prefix - start) / base.size
         if by_loss:
-            res = evaluator.results(model, part=slice(0, prefix))
-            prefix_loss[tuple(_choice(problem, assignment))] = float(np.mean(res.loss))
-            return np.asarray(res.correct, bool)
-        return np.asarray(evaluator(model, part=slice(0, prefix)), bool)
+            res = evaluator.results(model, part=slice(start, prefix))
+            prefix_loss[tuple(_choice(problem, assignment))] = float(np.mean(np.concatenate([head_loss, res.loss])))
+            return np.concatenate([head, np.asarray(res.correct, bool)])
+        return np.concatenate([head, np.asarray(evaluator(model, part=slice(start, prefix)), bool)])
+
+    def screens_out(part: np.ndarray) -> bool:
+        """Whether even the lower 95 % bound of the drop on these first samples exceeds the budget."""
+        return paired_drop(base[:part.size], part, budget_pts, 0.05, seed=seed).upper_pts > budget_pts
 
     def harm(choice: list[int]) -> float:
         """How much an assignment hurts on the prefix: its mean per-sample loss (`attribution="loss"`),
@@ -382,14 +415,15 @@ def search_budget(
         harms = [harm(_with(ok, change)) for change in changes]
         return changes[int(np.argmax(harms))]
 
-    def rescale(ok: list[int], change: tuple[int, int]) -> None:
+    def rescale(ok: list[int], change: tuple[int, int]) -> bool:
         """Scale the layer of substitution `change` (positive risks only) by its measured / estimated loss
         change on top of `ok` (1 to `MAX_RISK_SCALE`): its siblings, as underestimated as it, stop being
-        proposed one by one."""
+        proposed one by one. Returns whether the estimate now covers the measurement (False: not measured,
+        or underestimated by more than `MAX_RISK_SCALE`)."""
         i, c = change
         trial = _with(ok, change)
         if not by_loss or tuple(trial) not in prefix_loss or tuple(ok) not in prefix_loss:
-            return  # only from measurements already made
+            return False  # only from measurements already made
         measured = prefix_loss[tuple(trial)] - prefix_loss[tuple(ok)]
         estimated = float(problem.risk[i][c] - problem.risk[i][ok[i]])
         factor = MAX_RISK_SCALE if estimated <= 0 else float(np.clip(measured / estimated, 1.0, MAX_RISK_SCALE))
@@ -397,6 +431,7 @@ def search_budget(
             problem.risk[i] = np.where(problem.risk[i] > 0, problem.risk[i] * factor, problem.risk[i])
             log.info("scaled %s's estimates by %.2f (measured %.4g, estimated %.4g)", problem.layers[i], factor,
                      measured, estimated)
+        return measured <= factor * estimated
 
     def retry() -> ParetoPoint | None:
         """Ban the worst substitution of the first rejection beyond the last acceptance, solve again:
@@ -416,11 +451,12 @@ def search_budget(
             # Scale every layer the blame trials found underestimated, not only the culprit's: the trials are
             # paid for. Another suspect counts only where its estimate rose (against a zero or negative
             # estimate, a change near the prefix's noise would scale its layer by MAX_RISK_SCALE).
-            if rescale_layers:
-                for change in changes:
-                    i, c = change
-                    if change == worst or problem.risk[i][c] > problem.risk[i][ok[i]]:
-                        rescale(ok, change)
+            for change in changes:
+                i, c = change
+                if change == worst or problem.risk[i][c] > problem.risk[i][ok[i]]:
+                    if not (rescale_layers and rescale(ok, change)):
+                        short.add(change)
+                        log.info("%s=%s stays underestimated", problem.layers[i], problem.options[i][c])
             log.info("banned %s=%s", problem.layers[worst[0]], problem.options[worst[0]][worst[1]])
         floor = points[lo].reduction_pct if lo >= 0 else 0.0
         # B from the sweep: retry at its tau (optimistic); B itself a retry: halfway first
@@ -428,10 +464,16 @@ def search_budget(
         if id(points[hi]) in retries:
             taus.insert(0, 0.5 * ((points[lo].tau if lo >= 0 else 0.0) + points[hi].tau))
         t_r = time.perf_counter()
+        cap = lowest_rejected_estimate(problem, points, short)
         try:
             for tau in taus:
                 sol = solve_knapsack(problem, tau, cuts=cuts)
                 if tuple(sol.choice) not in known and _reduction(sol.cost, ref_cost) - floor >= MIN_GAIN_PCT:
+                    if sol.risk >= cap:  # a larger tau only finds riskier candidates: stop here
+                        log.info("no retry: the next candidate (tau=%.4g, %.2f%%) is estimated at %.4g, at least "
+                                 "the %.4g of an assignment measured to fail", tau, _reduction(sol.cost, ref_cost),
+                                 sol.risk, cap)
+                        return None
                     known.add(tuple(sol.choice))
                     new = point(tau, sol)
                     retries.add(id(new))
@@ -459,15 +501,14 @@ def search_budget(
                 worth = [lo + 1]
             mid = worth[len(worth) // 2]
             p = points[mid]
-            part = on_prefix(p.assignment)
+            part = on_prefix(p.assignment, look_first=True)
             if prefix:
-                lower = paired_drop(base[:prefix], part, budget_pts, 0.05, seed=seed).upper_pts
-                if lower > budget_pts:
+                if screens_out(part):
                     screened += 1
-                    p.measured = paired_drop(base[:prefix], part, budget_pts, confidence, seed=seed)
+                    p.measured = paired_drop(base[:part.size], part, budget_pts, confidence, seed=seed)
                     p.accuracy, p.accepted = 100.0 * float(part.mean()), False
-                    log.info("tau=%.4g reduction=%.2f%% screened out: drop %.2f on %d samples (lower 95%% "
-                             "bound %.2f)", p.tau, p.reduction_pct, p.measured.drop_pts, prefix, lower)
+                    log.info("tau=%.4g reduction=%.2f%% screened out: drop %.2f on %d samples", p.tau,
+                             p.reduction_pct, p.measured.drop_pts, part.size)
                     hi = mid
                     continue
                 rest = np.asarray(evaluator(model, part=slice(prefix, None)), bool)
@@ -502,6 +543,21 @@ def search_budget(
            f"{evaluations} evaluations ({screened} stopped early) over {len(points)} distinct solutions")
     return BudgetResult(dict(chosen.assignment), chosen, points, base_acc, evaluations, why, timings, screened,
                         spent)
+
+
+def lowest_rejected_estimate(problem: KnapsackProblem, points: list[ParetoPoint],
+                             underestimated: set[tuple[int, int]] = frozenset()) -> float:
+    """Smallest estimated loss change, under `problem`'s current (rescaled) estimates, of the points measured
+    and rejected so far (screened out included), leaving out those making an `underestimated` substitution
+    ``(layer index, option index)`` (their estimates do not say how much they lost); infinity when there is
+    none."""
+    out = float("inf")
+    for q in points:
+        if q.accepted is False:
+            choice = _choice(problem, q.assignment)
+            if not any(choice[i] == c for i, c in underestimated):
+                out = min(out, problem.choice_cost(choice)[1])
+    return out
 
 
 def _worth_measuring(points: list[ParetoPoint], lo: int, hi: int) -> list[int]:
