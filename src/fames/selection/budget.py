@@ -38,8 +38,9 @@
    *No retry riskier than a measured failure*: a retry whose solution is estimated (under the estimates as
    rescaled so far) at least as risky as an assignment already measured to fail ends the search; a larger
    tau would only find riskier ones. Rejections making a substitution whose measured loss change the
-   rescaled estimates still fall short of (not measured alone, or more than `MAX_RISK_SCALE` times its
-   estimate) are left out: their estimates do not say what they cost. Before, the search climbed to
+   rescaled estimates still fall short of (not measured alone, more than `MAX_RISK_SCALE` times its
+   estimate, or any blamed one when ``rescale_layers`` is off) are left out: their estimates do not say
+   what they cost. Before, the search climbed to
    larger taus after an acceptance and mostly paid for failures: VGG at seed 0 spent its last 2.6 of 7.6
    passes on a 67.88 % candidate estimated at 4x the lowest measured failure (screened out), blame trials
    that rescaled seven layers, and a 42.18 % candidate measured at a 1.50 pt drop. Over calibration seeds
