@@ -379,21 +379,18 @@ def search_budget(
         if not prefix:
             spent += 1.0
             return np.asarray(evaluator(model), bool)
-        start, head, head_loss = 0, np.zeros(0, bool), np.zeros(0)
-        if look_first and first_look:
-            spent += first_look / base.size
-            res = evaluator.results(model, part=slice(0, first_look)) if by_loss else None
-            head = np.asarray(res.correct if by_loss else evaluator(model, part=slice(0, first_look)), bool)
-            head_loss = res.loss if by_loss else head_loss
-            if screens_out(head):
-                return head
-            start = first_look
-        spent += (prefix - start) / base.size
+        looks = [(0, first_look), (first_look, prefix)] if look_first and first_look else [(0, prefix)]
+        correct, losses = [], []
+        for a, b in looks:
+            spent += (b - a) / base.size
+            res = evaluator.results(model, part=slice(a, b)) if by_loss else None
+            correct.append(np.asarray(res.correct if by_loss else evaluator(model, part=slice(a, b)), bool))
+            losses.append(res.loss if by_loss else None)
+            if b < prefix and screens_out(correct[0]):
+                return correct[0]
         if by_loss:
-            res = evaluator.results(model, part=slice(start, prefix))
-            prefix_loss[tuple(_choice(problem, assignment))] = float(np.mean(np.concatenate([head_loss, res.loss])))
-            return np.concatenate([head, np.asarray(res.correct, bool)])
-        return np.concatenate([head, np.asarray(evaluator(model, part=slice(start, prefix)), bool)])
+            prefix_loss[tuple(_choice(problem, assignment))] = float(np.mean(np.concatenate(losses)))
+        return np.concatenate(correct)
 
     def screens_out(part: np.ndarray) -> bool:
         """Whether even the lower 95 % bound of the drop on these first samples exceeds the budget."""
