@@ -97,6 +97,7 @@ from _common import (
 import fames
 from fames.emulation.api import approximate_
 from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
+from fames.selection.budget import BISECTIONS
 from fames.selection.evaluate import evaluate_model, make_evaluator
 from fames.selection.genetic import GeneticResult, genetic_search
 from fames.selection.ilp import KnapsackProblem, build_problem
@@ -137,6 +138,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="how FAMES' budget search picks the substitution to ban after a rejection")
     p.add_argument("--no-rescale", action="store_true",
                    help="FAMES' budget search without rescaling a banned substitution's layer estimates")
+    p.add_argument("--bisection", default="index", choices=list(BISECTIONS),
+                   help="which bracket candidate FAMES' budget search measures next")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
@@ -175,7 +178,7 @@ def run_fames(ref: Reference, library, args: argparse.Namespace) -> tuple[Any, f
     sel = fames.select(ref.model, library, cal, val, max_accuracy_drop=args.budget,
                        batch_size=args.batch_size, seed=args.seed, compensate=not args.no_compensation,
                        estimator=args.estimator, attribution=args.attribution,
-                       rescale_layers=not args.no_rescale, **extra)
+                       rescale_layers=not args.no_rescale, bisection=args.bisection, **extra)
     return sel, time.perf_counter() - start
 
 
@@ -427,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      "compensation": not args.no_compensation, "device": args.device,
                      "ga_journal": str(args.ga_journal) if args.ga_journal else None,
                      "max_evaluations": args.max_evaluations, "attribution": args.attribution,
-                     "rescale_layers": not args.no_rescale,
+                     "rescale_layers": not args.no_rescale, "bisection": args.bisection,
                      "estimator": next(iter(models.values()))["estimator"] if models else None},
         "environment": environment(args.threads, args.device),
         "seconds": time.perf_counter() - start,

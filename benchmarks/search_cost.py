@@ -6,7 +6,7 @@ Run (from the repository root; each configuration is one ``paper_table.py --no-g
 
     .venv/bin/python benchmarks/search_cost.py [--quick] [--models lenet,vgg,resnet] [--passes 8] \
         [--calibration-sizes 512] [--seeds 0,1,2,3,4] [--batch-size 512] [--jobs 1] \
-        [--results benchmarks/results/search_cost] [--rerun]
+        [--results benchmarks/results/search_cost] [--rerun] [--bisection index]
 
 ``--quick``: LeNet at 8 passes, 512 images, seed 0. Writes ``search_cost.json`` and ``search_cost.md`` in
 the results folder (and one ``paper_table`` record per configuration,
@@ -56,6 +56,8 @@ import numpy as np
 from _common import REFERENCE_MODELS, RESULTS, ROOT, environment, markdown_table, parse_models, write_outputs
 from paper_table import seconds_to_best, seconds_to_reach
 
+from fames.selection.budget import BISECTIONS
+
 GA_RECORDS = {"lenet": RESULTS / "ga_long_lenet" / "paper_table.json",
               "vgg": RESULTS / "ga_journal" / "paper_table.json",
               "resnet": RESULTS / "ga_journal_resnet" / "paper_table.json"}
@@ -87,6 +89,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="configurations measured at once (one core each)")
     p.add_argument("--results", type=Path, default=RESULTS / "search_cost")
     p.add_argument("--rerun", action="store_true", help="measure again even where a record exists")
+    p.add_argument("--bisection", default="index", choices=list(BISECTIONS),
+                   help="which bracket candidate FAMES' budget search measures next (`search_budget`)")
     args = p.parse_args(argv)
     if args.quick:
         args.models, args.passes, args.calibration_sizes, args.seeds = "lenet", "8", "512", "0"
@@ -106,13 +110,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run_configuration(model: str, passes: int, images: int, seed: int, folder: Path, rerun: bool,
-                      batch_size: int) -> dict[str, Any]:
+                      batch_size: int, bisection: str = "index") -> dict[str, Any]:
     """The `paper_table.py --no-ga` record of one configuration, measured unless it exists."""
     record = folder / "paper_table.json"
-    if rerun or not record.is_file():
+    # a record of another bisection (older records predate the option: "index") is measured again
+    stale = record.is_file() and json.loads(record.read_text())["settings"].get("bisection", "index") != bisection
+    if rerun or stale or not record.is_file():
         cmd = [sys.executable, str(ROOT / "benchmarks" / "paper_table.py"), "--threads", "1", "--no-ga",
                "--models", model, "--max-evaluations", str(passes), "--calibration", str(images),
-               "--seed", str(seed), "--batch-size", str(batch_size), "--results", str(folder)]
+               "--seed", str(seed), "--batch-size", str(batch_size), "--bisection", bisection,
+               "--results", str(folder)]
         print(f"{model}: {passes} passes, {images} calibration images, seed {seed} ...", flush=True)
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -284,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def measure(config: tuple[str, int, int, int]) -> dict[str, Any]:
         model, passes, images, seed = config
         folder = args.results / (f"{model}_e{passes}_c{images}" + (f"_s{seed}" if seed else ""))
-        return run_configuration(model, passes, images, seed, folder, args.rerun, args.batch_size)
+        return run_configuration(model, passes, images, seed, folder, args.rerun, args.batch_size,
+                                 args.bisection)
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each configuration is its own process
         records = list(pool.map(measure, configs))
@@ -299,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for (m, p, c, s), fames in zip(configs, records, strict=True)]
     summary = summarise(rows)
     record = {"benchmark": "search_cost", "quick": args.quick, "target_speedup": TARGET_SPEEDUP,
+              "bisection": args.bisection,
               "ga_records": {m: str(GA_RECORDS[m].relative_to(ROOT)) for m in args.model_list},
               "ga_retimed": retimed,
               "summary": summary, "rows": rows, "environment": environment(1)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,12 +73,13 @@ def test_paired_drop_definition() -> None:
         paired_drop(base, new, confidence=1.0)
 
 
+@pytest.mark.parametrize("bisection", budget.BISECTIONS)
 @pytest.mark.parametrize("budget", [0.0, 0.35, 1.0, 2.0, 10.0])
-def test_search_matches_exhaustive_rule(budget: float) -> None:
+def test_search_matches_exhaustive_rule(budget: float, bisection: str) -> None:
     problem = _problem()
     world = FakeWorld(problem)
     res = search_budget(None, None, problem, world.evaluate, budget, apply_fn=world.apply, n_taus=30,
-                        learn_cuts=False, confidence=0.8)
+                        learn_cuts=False, confidence=0.8, bisection=bisection)
     points = sweep(problem, tau_grid(problem, 30))
     costs = [s.cost for _, s in points]
     assert all(a >= b - 1e-12 for a, b in zip(costs, costs[1:], strict=False))  # energy non-increasing in tau
@@ -93,6 +95,64 @@ def test_search_matches_exhaustive_rule(budget: float) -> None:
     assert res.evaluations <= int(np.ceil(np.log2(len(points) + 1))) + 1
     assert world.current == {}  # model restored to exact
     assert set(res.timings) == {"ilp_sweep", "evaluation", "total"}
+
+
+def _bisect(reductions: list[float], passing: int, mode: str = "reduction",
+            upper: Callable[[float], float] | None = None) -> tuple[list[int], int]:
+    """Bisect a front with `budget._bisection_point` at a 1-point budget: (indices measured, last accepted
+    index or -1). A point's estimated loss change is its reduction / 100; `upper` gives the upper bound of
+    its drop from that (default: 0.5 points for the first `passing` points, 2.0 for the rest)."""
+    points = [budget.ParetoPoint(float(j), {}, 1.0 - r / 100, r, r / 100) for j, r in enumerate(reductions)]
+    lo, hi, measured = -1, len(points), []
+    while hi - lo > 1:
+        mid = budget._bisection_point(points, list(range(lo + 1, hi)), lo, hi, mode, 1.0)
+        assert lo < mid < hi
+        measured.append(mid)
+        up = upper(points[mid].estimated_dl) if upper else (0.5 if mid < passing else 2.0)
+        points[mid].measured = budget.DropBound(up, up, 0.8, 0.5, 1000, 0, 0)
+        lo, hi = (mid, hi) if up <= 1.0 else (lo, mid)
+    return measured, lo
+
+
+@pytest.mark.parametrize("mode", budget.BISECTIONS)
+@pytest.mark.parametrize("m", [1, 2, 3, 7, 8, 15, 20, 31, 33])
+def test_every_bisection_keeps_the_log2_bound(m: int, mode: str) -> None:
+    rng = np.random.default_rng(m)
+    for front in (np.geomspace(1.0, 80.0, m), np.sort(rng.uniform(0, 80, m)), np.linspace(1, 80, m)):
+        for passing in range(m + 1):  # every boundary position, brute force
+            measured, last = _bisect(list(front), passing, mode)
+            assert last == passing - 1
+            assert len(measured) <= int(np.ceil(np.log2(m + 1)))
+            assert len(set(measured)) == len(measured)
+
+
+def test_index_bisection_takes_the_index_median() -> None:
+    front = list(np.geomspace(1.0, 64.0, 20))
+    assert _bisect(front, 0, "index")[0] == [10, 5, 2, 1, 0]
+
+
+def test_reduction_bisection_aims_at_the_middle_reduction_once_an_end_is_measured() -> None:
+    front = list(np.geomspace(1.0, 64.0, 20))  # 1.0, 1.2, ... 64: most points at small reductions, as on the tau grid
+    measured, _ = _bisect(front, 0)  # everything fails
+    assert measured[0] == 10  # nothing measured yet: the index median (8.9 %)
+    # half of 8.9 % is 4.46 %: index 7 (4.6 %), where the index median would take index 5 (3.0 %)
+    assert measured[1] == 7
+    measured, _ = _bisect(front, 12)  # 10 accepted, then the middle of 8.9 % and 64 % is 36.5 %: index 16 (33.2 %)
+    assert measured[:3] == [10, 16, 14]  # 16 rejected: the middle of 8.9 % and 33.2 % is 21 %, index 14 (21.4 %)
+
+
+def test_aimed_bisection_aims_where_the_measured_drops_reach_the_budget() -> None:
+    front = list(np.linspace(2.0, 40.0, 20))  # estimated loss change = reduction / 100
+
+    def upper(dl: float) -> float:  # drops linear in the estimate: the budget is reached at 0.23
+        return dl / 0.23
+
+    measured, last = _bisect(front, -1, "aimed", upper)
+    # index 10 (0.22) first, accepted at 0.96; no rejection yet, so the middle reduction (index 15, 0.32),
+    # rejected at 1.39; then the line through (0.22, 0.96) and (0.32, 1.39) reaches 1.0 at 0.23: index 11
+    # (the middle reduction, 27 %, would take index 12 or 13)
+    assert measured == [10, 15, 11]
+    assert front[last] / 100 <= 0.23 < front[last + 1] / 100
 
 
 class PrefixWorld(FakeWorld):
@@ -347,6 +407,8 @@ def test_loss_attribution_rescales_the_culprit_layer_on_a_copy(caplog) -> None:
     assert acc.chosen is not None and acc.chosen.energy_pj == pytest.approx(res.chosen.energy_pj)
     with pytest.raises(ValueError, match="attribution"):
         search_budget(None, None, estimated, world, 1.0, apply_fn=world.apply, attribution="gradient")
+    with pytest.raises(ValueError, match="bisection"):
+        search_budget(None, None, estimated, world, 1.0, apply_fn=world.apply, bisection="golden")
 
 
 def _fine_problem() -> KnapsackProblem:

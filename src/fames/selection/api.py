@@ -123,6 +123,7 @@ def select(
     compensate: bool = True,
     attribution: str = "loss",
     rescale_layers: bool = True,
+    bisection: str = "index",
 ) -> Selection:
     """Pick a multiplier per quantized layer: least multiplier energy within an accuracy budget.
 
@@ -149,6 +150,7 @@ def select(
             `fames.sensitivity.compensation`); the estimates and every evaluation include it.
         attribution: how the budget search finds the substitution to ban after a rejection (`search_budget`).
         rescale_layers: after a ban, scale the layer's estimates by its measured loss change (`search_budget`).
+        bisection: which candidate of the bracket the budget search measures next (`search_budget`).
 
     Returns:
         A `Selection`.
@@ -196,7 +198,7 @@ def select(
     budget: BudgetResult = search_budget(
         model, library, problem, make_evaluator(*validation, batch_size=batch_size), max_accuracy_drop,
         confidence=confidence, n_taus=n_taus, max_evaluations=max_evaluations, apply_fn=apply_fn, seed=seed,
-        attribution=attribution, rescale_layers=rescale_layers,
+        attribution=attribution, rescale_layers=rescale_layers, bisection=bisection,
     )
     energy = model_energy(macs, budget.assignment, library, specs)
     chosen = budget.chosen

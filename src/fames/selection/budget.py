@@ -127,6 +127,7 @@ MIN_GAIN_PCT = 0.25  # a candidate found after a ban must save this many points 
 DEFAULT_MAX_EVALUATIONS = 8
 WRONG_ACCEPTANCE_ALLOWANCE = 1.6  # (1 - confidence) * passes of the default level (see module doc)
 MIN_CONFIDENCE = 0.8
+BISECTIONS = ("index", "reduction", "aimed")  # `search_budget`'s choice of the next bracket point
 MAX_RISK_SCALE = 8.0  # largest factor one ban applies to its layer's estimates (`rescale_layers`)
 
 
@@ -293,6 +294,7 @@ def search_budget(
     seed: int = 0,
     attribution: str = "loss",
     rescale_layers: bool = True,
+    bisection: str = "index",
 ) -> BudgetResult:
     """Largest-saving ILP solution whose measured validation drop passes the budget rule.
 
@@ -318,12 +320,14 @@ def search_budget(
             (wrong answers).
         rescale_layers: with loss attribution, also scale the banned substitution's layer's estimates by its
             measured / estimated loss change (at most `MAX_RISK_SCALE`).
+        bisection: which bracket point to measure next, one of `BISECTIONS` (all keep bisection's
+            ``ceil(log2(m + 1))`` bound; see `_bisection_point`).
 
     Returns:
         A `BudgetResult`.
 
     Raises:
-        ValueError: negative budget, `max_evaluations` < 1 or an unknown `attribution`.
+        ValueError: negative budget, `max_evaluations` < 1, an unknown `attribution` or `bisection`.
     """
     if budget_pts < 0:
         raise ValueError(f"budget must be >= 0 points, got {budget_pts}")
@@ -331,6 +335,8 @@ def search_budget(
         raise ValueError(f"max_evaluations must be >= 1, got {max_evaluations}")
     if attribution not in ("loss", "accuracy"):
         raise ValueError(f"attribution must be 'loss' or 'accuracy', got {attribution!r}")
+    if bisection not in BISECTIONS:
+        raise ValueError(f"bisection must be one of {BISECTIONS}, got {bisection!r}")
     confidence = default_confidence(max_evaluations) if confidence is None else confidence
     apply_fn = apply_fn or default_apply()
     if rescale_layers:  # rescaling changes risks in place: work on a copy
@@ -498,7 +504,7 @@ def search_budget(
                 points.insert(lo + 1, new)
                 hi += 1
                 worth = [lo + 1]
-            mid = worth[len(worth) // 2]
+            mid = _bisection_point(points, worth, lo, hi, bisection, budget_pts)
             p = points[mid]
             part = on_prefix(p.assignment, look_first=True)
             if prefix:
@@ -564,6 +570,36 @@ def _worth_measuring(points: list[ParetoPoint], lo: int, hi: int) -> list[int]:
     that save at least `MIN_GAIN_PCT` more than the accepted one."""
     floor = points[lo].reduction_pct if lo >= 0 else 0.0
     return [j for j in range(lo + 1, hi) if points[j].reduction_pct - floor >= MIN_GAIN_PCT]
+
+
+def _bisection_point(points: list[ParetoPoint], worth: list[int], lo: int, hi: int, mode: str,
+                     budget_pts: float) -> int:
+    """Which of `worth` (indices strictly inside the bracket: `lo` accepted, -1 for none; `hi` rejected,
+    ``len(points)`` for none) to measure next, by `mode` (see `BISECTIONS`).
+
+    ``"index"`` takes the index median. The others do too while neither end is measured (a rejection above
+    it is usually screened out on a prefix, an acceptance below it costs a whole pass), and then take the
+    point of `worth` nearest a target among those that keep bisection's bound: a bracket of ``m`` points
+    closes in ``r = ceil(log2(m + 1))`` measurements as long as each leaves at most ``2**(r - 1) - 1``
+    points on either side. ``"reduction"`` aims at the middle of the bracket's reductions, ``"aimed"`` at
+    the estimated loss change where the upper bounds of the drops measured at the bracket's ends,
+    interpolated linearly (the exact model at 0 when nothing was accepted), reach the budget.
+    """
+    m = len(worth)
+    if mode == "index" or (lo < 0 and hi == len(points)):
+        return worth[m // 2]
+    side = 2 ** (int(np.ceil(np.log2(m + 1))) - 1) - 1
+    allowed = [k for k in range(m) if k <= side and m - 1 - k <= side]
+    if mode == "aimed" and hi < len(points):
+        lo_dl, lo_up = (points[lo].estimated_dl, points[lo].measured.upper_pts) if lo >= 0 else (0.0, 0.0)
+        hi_dl, hi_up = points[hi].estimated_dl, points[hi].measured.upper_pts
+        frac = float(np.clip((budget_pts - lo_up) / (hi_up - lo_up), 0.0, 1.0)) if hi_up > lo_up else 0.5
+        target, value = lo_dl + frac * (hi_dl - lo_dl), [points[j].estimated_dl for j in worth]
+    else:  # "reduction", or "aimed" with nothing rejected yet
+        floor = points[lo].reduction_pct if lo >= 0 else 0.0
+        ceiling = points[hi].reduction_pct if hi < len(points) else points[worth[-1]].reduction_pct
+        target, value = 0.5 * (floor + ceiling), [points[j].reduction_pct for j in worth]
+    return worth[min(allowed, key=lambda k: (abs(value[k] - target), abs(k - m // 2)))]
 
 
 def _with(choice: list[int], change: tuple[int, int]) -> list[int]:
