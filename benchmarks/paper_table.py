@@ -97,7 +97,7 @@ from _common import (
 import fames
 from fames.emulation.api import approximate_
 from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
-from fames.selection.budget import BISECTIONS
+from fames.selection.budget import BISECTIONS, DEFAULT_BISECTION
 from fames.selection.evaluate import evaluate_model, make_evaluator
 from fames.selection.genetic import GeneticResult, genetic_search
 from fames.selection.ilp import KnapsackProblem, build_problem
@@ -138,7 +138,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="how FAMES' budget search picks the substitution to ban after a rejection")
     p.add_argument("--no-rescale", action="store_true",
                    help="FAMES' budget search without rescaling a banned substitution's layer estimates")
-    p.add_argument("--bisection", default="index", choices=list(BISECTIONS),
+    p.add_argument("--bisection", default=DEFAULT_BISECTION, choices=list(BISECTIONS),
                    help="which bracket candidate FAMES' budget search measures next")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2)

@@ -6,7 +6,7 @@ Run (from the repository root; each configuration is one ``paper_table.py --no-g
 
     .venv/bin/python benchmarks/search_cost.py [--quick] [--models lenet,vgg,resnet] [--passes 8] \
         [--calibration-sizes 512] [--seeds 0,1,2,3,4] [--batch-size 512] [--jobs 1] \
-        [--results benchmarks/results/search_cost] [--rerun] [--bisection index]
+        [--results benchmarks/results/search_cost] [--rerun] [--bisection balanced]
 
 ``--quick``: LeNet at 8 passes, 512 images, seed 0. Writes ``search_cost.json`` and ``search_cost.md`` in
 the results folder (and one ``paper_table`` record per configuration,
@@ -56,7 +56,7 @@ import numpy as np
 from _common import REFERENCE_MODELS, RESULTS, ROOT, environment, markdown_table, parse_models, write_outputs
 from paper_table import seconds_to_best, seconds_to_reach
 
-from fames.selection.budget import BISECTIONS
+from fames.selection.budget import BISECTIONS, DEFAULT_BISECTION
 
 GA_RECORDS = {"lenet": RESULTS / "ga_long_lenet" / "paper_table.json",
               "vgg": RESULTS / "ga_journal" / "paper_table.json",
@@ -89,7 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=1, help="configurations measured at once (one core each)")
     p.add_argument("--results", type=Path, default=RESULTS / "search_cost")
     p.add_argument("--rerun", action="store_true", help="measure again even where a record exists")
-    p.add_argument("--bisection", default="index", choices=list(BISECTIONS),
+    p.add_argument("--bisection", default=DEFAULT_BISECTION, choices=list(BISECTIONS),
                    help="which bracket candidate FAMES' budget search measures next (`search_budget`)")
     args = p.parse_args(argv)
     if args.quick:
@@ -110,7 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def run_configuration(model: str, passes: int, images: int, seed: int, folder: Path, rerun: bool,
-                      batch_size: int, bisection: str = "index") -> dict[str, Any]:
+                      batch_size: int, bisection: str = DEFAULT_BISECTION) -> dict[str, Any]:
     """The `paper_table.py --no-ga` record of one configuration, measured unless it exists."""
     record = folder / "paper_table.json"
     # a record of another bisection (older records predate the option: "index") is measured again

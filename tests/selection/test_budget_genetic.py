@@ -141,6 +141,17 @@ def test_reduction_bisection_aims_at_the_middle_reduction_once_an_end_is_measure
     assert measured[:3] == [10, 16, 14]  # 16 rejected: the middle of 8.9 % and 33.2 % is 21 %, index 14 (21.4 %)
 
 
+def test_balanced_bisection_leaves_the_index_median_only_where_points_crowd_at_small_reductions() -> None:
+    even = list(np.linspace(1.0, 80.0, 20))
+    for passing in range(21):  # evenly spread reductions: the index median is never in the bottom quarter
+        assert _bisect(even, passing, "balanced") == _bisect(even, passing, "index")
+    crowded = list(np.geomspace(0.1, 64.0, 20))  # 0.1, 0.14, ... 64
+    # index 10 (3.0 %) rejected: the index median, 5 (0.55 %), is below a quarter of 3.0 %, so the point
+    # nearest 1.5 % that keeps the bound: index 7 (1.08 %; index 8, 1.52 %, would leave 8 points below)
+    assert _bisect(crowded, 0, "index")[0][:2] == [10, 5]
+    assert _bisect(crowded, 0, "balanced")[0][:2] == [10, 7]
+
+
 def test_aimed_bisection_aims_where_the_measured_drops_reach_the_budget() -> None:
     front = list(np.linspace(2.0, 40.0, 20))  # estimated loss change = reduction / 100
 

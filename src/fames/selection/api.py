@@ -11,6 +11,7 @@ from torch import nn
 
 from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
 from fames.selection.budget import (
+    DEFAULT_BISECTION,
     DEFAULT_MAX_EVALUATIONS,
     BudgetResult,
     DropBound,
@@ -123,7 +124,7 @@ def select(
     compensate: bool = True,
     attribution: str = "loss",
     rescale_layers: bool = True,
-    bisection: str = "index",
+    bisection: str = DEFAULT_BISECTION,
 ) -> Selection:
     """Pick a multiplier per quantized layer: least multiplier energy within an accuracy budget.
 
