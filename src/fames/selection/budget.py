@@ -611,11 +611,10 @@ def _bisection_point(points: list[ParetoPoint], worth: list[int], lo: int, hi: i
     m = len(worth)
     if mode == "index" or (lo < 0 and hi == len(points)):
         return worth[m // 2]
-    if mode == "balanced":
-        floor = points[lo].reduction_pct if lo >= 0 else 0.0
-        ceiling = points[hi].reduction_pct if hi < len(points) else points[worth[-1]].reduction_pct
-        if points[worth[m // 2]].reduction_pct >= floor + 0.25 * (ceiling - floor):
-            return worth[m // 2]
+    floor = points[lo].reduction_pct if lo >= 0 else 0.0
+    ceiling = points[hi].reduction_pct if hi < len(points) else points[worth[-1]].reduction_pct
+    if mode == "balanced" and points[worth[m // 2]].reduction_pct >= floor + 0.25 * (ceiling - floor):
+        return worth[m // 2]
     side = 2 ** (int(np.ceil(np.log2(m + 1))) - 1) - 1
     allowed = [k for k in range(m) if k <= side and m - 1 - k <= side]
     if mode == "aimed" and hi < len(points):
@@ -623,9 +622,7 @@ def _bisection_point(points: list[ParetoPoint], worth: list[int], lo: int, hi: i
         hi_dl, hi_up = points[hi].estimated_dl, points[hi].measured.upper_pts
         frac = float(np.clip((budget_pts - lo_up) / (hi_up - lo_up), 0.0, 1.0)) if hi_up > lo_up else 0.5
         target, value = lo_dl + frac * (hi_dl - lo_dl), [points[j].estimated_dl for j in worth]
-    else:  # "reduction", or "aimed" with nothing rejected yet
-        floor = points[lo].reduction_pct if lo >= 0 else 0.0
-        ceiling = points[hi].reduction_pct if hi < len(points) else points[worth[-1]].reduction_pct
+    else:  # "reduction", "balanced" off the index median, or "aimed" with nothing rejected yet
         target, value = 0.5 * (floor + ceiling), [points[j].reduction_pct for j in worth]
     return worth[min(allowed, key=lambda k: (abs(value[k] - target), abs(k - m // 2)))]
 
