@@ -2,7 +2,11 @@
 
 Run (from the repository root; about 30 minutes on one core, ``--quick`` about 5):
 
-    .venv/bin/python benchmarks/budget_rule.py [--quick] [--worlds 80] [--results DIR]
+    .venv/bin/python benchmarks/budget_rule.py [--quick] [--worlds 80] [--passes 8,12,16,24,32] \
+        [--bisection balanced] [--results DIR]
+
+``--passes`` keeps the settings of those pass budgets; ``--bisection`` picks the search's bisection
+(`fames.selection.budget.BISECTIONS`).
 
 Writes ``benchmarks/results/budget_rule.json`` and ``budget_rule.md`` and prints the table.
 
@@ -50,7 +54,7 @@ from scipy.special import ndtr
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, environment, markdown_table, write_outputs  # noqa: E402
 
-from fames.selection.budget import default_confidence, search_budget  # noqa: E402
+from fames.selection.budget import BISECTIONS, DEFAULT_BISECTION, default_confidence, search_budget  # noqa: E402
 from fames.selection.ilp import KnapsackProblem, solve_knapsack  # noqa: E402
 
 LAYERS, OPTIONS = 8, 10
@@ -136,11 +140,11 @@ def reduction(world: World, choice: Sequence[int]) -> float:
 
 
 def run_setting(world: World, seed: int, rho: float, passes: int, confidence: float | None,
-                budget: float) -> dict[str, float]:
+                budget: float, bisection: str = DEFAULT_BISECTION) -> dict[str, float]:
     problem = world.problem(world.estimate)
     evaluator = Evaluator(Images(world, problem, N_VAL, rho, seed=10_000 + seed))
     res = search_budget(None, None, problem, evaluator, budget, confidence=confidence, max_evaluations=passes,
-                        apply_fn=evaluator.apply)
+                        apply_fn=evaluator.apply, bisection=bisection)
     choice = [problem.options[i].index(res.assignment[k]) for i, k in enumerate(problem.layers)]
     test = Images(world, problem, N_TEST, rho, seed=20_000 + seed)
     test_drop = 100.0 * float(test.right.mean() - test.correct(choice).mean())
@@ -167,8 +171,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="30 worlds, rho 0.9 only")
     p.add_argument("--worlds", type=int, default=None, help="worlds per setting (default 80, quick 30)")
     p.add_argument("--budget", type=float, default=1.0)
+    p.add_argument("--passes", default=",".join(str(n) for n in sorted({n for n, _ in SETTINGS})),
+                   help="keep the settings of these pass budgets (comma-separated)")
+    p.add_argument("--bisection", default=DEFAULT_BISECTION, choices=list(BISECTIONS))
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    try:
+        wanted = {int(n) for n in args.passes.split(",") if n.strip()}
+    except ValueError:
+        p.error(f"--passes: expected comma-separated whole numbers, got {args.passes!r}")
+    settings = [(n, c) for n, c in SETTINGS if n in wanted]
+    if not settings:
+        p.error(f"--passes: no setting has {args.passes} passes (known: {sorted({n for n, _ in SETTINGS})})")
     n_worlds = args.worlds or (30 if args.quick else 80)
     rhos = (0.9,) if args.quick else (0.5, 0.9)
     start = time.perf_counter()
@@ -176,13 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     oracles = [oracle(w, args.budget) for w in worlds]
     results = []
     for rho in rhos:
-        for passes, conf in SETTINGS:
-            rows = [run_setting(w, s, rho, passes, conf, args.budget) for s, w in enumerate(worlds)]
+        for passes, conf in settings:
+            rows = [run_setting(w, s, rho, passes, conf, args.budget, args.bisection) for s, w in enumerate(worlds)]
             level = default_confidence(passes) if conf is None else conf
             results.append({"rho": rho, "passes": passes, "confidence": level, "default_rule": conf is None,
                             **summarise(rows, oracles, args.budget)})
             print(f"rho {rho} passes {passes} confidence {level:.3f}: {results[-1]}", flush=True)
-    record = {"benchmark": "budget_rule", "budget": args.budget, "worlds": n_worlds, "results": results,
+    record = {"benchmark": "budget_rule", "budget": args.budget, "worlds": n_worlds, "bisection": args.bisection,
+              "results": results,
               "seconds": time.perf_counter() - start, "environment": environment(1)}
     table = markdown_table(
         ["rho", "passes", "confidence", "overshoot", "test drop >= budget", "mean true drop",
@@ -190,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         [[r["rho"], r["passes"], f"{r['confidence']:.3f}" + (" (default rule)" if r["default_rule"] else ""),
           r["overshoot"], r["test_fail"], r["mean_true_drop"], r["mean_reduction"], r["mean_oracle_reduction"],
           r["mean_passes"]] for r in results])
-    md = (f"## Budget rule on synthetic worlds ({n_worlds} worlds per row, budget {args.budget} pt)\n\n"
+    md = (f"## Budget rule on synthetic worlds ({n_worlds} worlds per row, budget {args.budget} pt, "
+          f"bisection {args.bisection})\n\n"
           "overshoot: share of worlds whose chosen assignment's true drop exceeds the budget; test drop >= "
           "budget: the same judged on a fresh 10,000-image test split.\n\n" + table)
     write_outputs("budget_rule", record, md, args.results)
