@@ -112,7 +112,8 @@ class RunResult:
                        "adder_pj_per_bit": e.adder_pj_per_bit, "per_sample": True},
             "validation": {"accuracy_exact": self.val_accuracy_exact,
                            "accuracy_approximate": self.val_accuracy_approximate,
-                           "drop": None if self.drop is None else dict(self.drop.__dict__)},
+                           "drop": None if self.drop is None else dict(self.drop.__dict__),
+                           "evaluation_passes": None if self.selection is None else self.selection.evaluation_passes},
             "explanation": self.explanation,
             "config": dict(self.config),
             "inputs": dict(self.inputs),
@@ -339,7 +340,8 @@ def run_pipeline(
         cfg = {"max_accuracy_drop": budget, "estimator": estimator, "calibration": len(cal), "seed": seed,
                "compensation": bool(sel is not None and sel.compensated),
                "mode": "select" if assignment is None else "given", "validation": len(val),
-               "test": len(test), "dataset": dataset.name}
+               "test": len(test), "dataset": dataset.name,
+               **(dict(select_kwargs or {}) if assignment is None else {})}
         info = {"model": meta.get("model"), **dict(inputs or {})}
         return RunResult(
             assignment=chosen, energy=energy, accuracy_float=meta.get("float_test_accuracy"),

@@ -184,7 +184,9 @@ def test_subprocess_exit_code_and_no_traceback(inputs, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_select_prints_selection(inputs, tmp_path, capsys):
+@pytest.fixture(scope="module")
+def quantized_ckpt(inputs, tmp_path_factory) -> Path:
+    """A 4-bit LeNet checkpoint on digits, briefly trained."""
     from fames.checkpoint import save_checkpoint
     from fames.models import build_model
 
@@ -198,8 +200,13 @@ def test_select_prints_selection(inputs, tmp_path, capsys):
             F.cross_entropy(model(x), y).backward()
             opt.step()
     quantize_(model.eval(), {"*": 4}, calibration=data.train.subset(256, seed=0).x)
-    ckpt = tmp_path / "q.safetensors"
+    ckpt = tmp_path_factory.mktemp("quantized") / "q.safetensors"
     save_checkpoint(model, ckpt, {"model": "lenet", "model_kwargs": {"image_size": 8}, "dataset": "digits"})
+    return ckpt
+
+
+def test_select_prints_selection(inputs, quantized_ckpt, tmp_path, capsys):
+    ckpt = quantized_ckpt
     code, out, err = _run(["select", ckpt, "--library", inputs["library"], "--calibration", "128",
                            "--max-accuracy-drop", "3", "--json", "-o", tmp_path / "a.json"], capsys)
     assert code == 0, err
@@ -219,6 +226,36 @@ def test_select_prints_selection(inputs, tmp_path, capsys):
     code, out, err = _run(["select", ckpt, "--library", inputs["library"], "--assignment", tmp_path / "a.json"],
                           capsys)
     assert code == 2 and "offsets file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("passes,bisection", [(1, "index"), (3, "aimed")])
+def test_select_search_options_reach_the_search(inputs, quantized_ckpt, passes, bisection, capsys, monkeypatch):
+    import fames.pipeline
+
+    seen = {}
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return select(*args, **kwargs)
+
+    select = fames.pipeline.select
+    monkeypatch.setattr(fames.pipeline, "select", spy)
+    code, out, err = _run(["select", quantized_ckpt, "--library", inputs["library"], "--calibration", "128",
+                           "--max-accuracy-drop", "3", "--passes", passes, "--bisection", bisection, "--json"],
+                          capsys)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert seen["max_evaluations"] == passes and seen["bisection"] == bisection
+    assert summary["config"]["max_evaluations"] == passes and summary["config"]["bisection"] == bisection
+    assert 0 < summary["validation"]["evaluation_passes"] <= passes + 1e-9
+
+
+@pytest.mark.parametrize("value,expect", [("0", "at least 1"), ("two", "whole number")])
+def test_select_bad_passes(inputs, quantized_ckpt, value, expect, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["select", str(quantized_ckpt), "--passes", value])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and expect in err and "Traceback" not in err
 
 
 def test_auto_bits_and_qat(inputs, tmp_path, capsys):

@@ -44,9 +44,21 @@ def budget_arg(text: str) -> float:
     return value
 
 
+def passes_arg(text: str) -> int:
+    """argparse type of --passes: a whole number of validation passes, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of validation passes, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 validation pass, got {text}")
+    return value
+
+
 def add_selection_args(p: argparse.ArgumentParser) -> None:
     """Options shared by `fames run`, `fames select` and `fames demo`."""
     from fames.selection.api import DEFAULT_CALIBRATION
+    from fames.selection.budget import BISECTIONS, DEFAULT_BISECTION, DEFAULT_MAX_EVALUATIONS
     from fames.sensitivity.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
 
     p.add_argument("--library", metavar="FILE", help="multiplier library (.npz; default: the built-in one)")
@@ -57,6 +69,11 @@ def add_selection_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION, metavar="N",
                    help=f"calibration images from the training split (default {DEFAULT_CALIBRATION})")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset and bootstrap")
+    p.add_argument("--passes", type=passes_arg, default=DEFAULT_MAX_EVALUATIONS, metavar="N",
+                   help="budget search's measured evaluations at most, in validation passes "
+                        f"(default {DEFAULT_MAX_EVALUATIONS}; more passes also widen the accepted drop's confidence)")
+    p.add_argument("--bisection", default=DEFAULT_BISECTION, choices=BISECTIONS,
+                   help=f"which bracket point the budget search measures next (default {DEFAULT_BISECTION})")
     p.add_argument("--no-compensation", action="store_true",
                    help="do not remove each multiplier's mean error with per-channel accumulator offsets")
     p.add_argument("--device", default="cpu",
@@ -257,6 +274,12 @@ def load_library_and_assignment(args: argparse.Namespace) -> tuple[Any, dict, di
     return library, lib_info, assignment, time.perf_counter() - t
 
 
+def search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`fames.select` keywords of --passes and --bisection (those the command has)."""
+    options = {"max_evaluations": getattr(args, "passes", None), "bisection": getattr(args, "bisection", None)}
+    return {k: v for k, v in options.items() if v is not None}
+
+
 def execute(args: argparse.Namespace, model, meta: dict, dataset, inputs: dict, times: dict,
             loss_points: int = 6, preloaded: tuple | None = None):
     """Run the shared pipeline with a stage progress bar (library loaded here unless `preloaded`)."""
@@ -276,7 +299,7 @@ def execute(args: argparse.Namespace, model, meta: dict, dataset, inputs: dict, 
                               loss_points=loss_points, timings=times, inputs=inputs, progress=bar,
                               compensate=not getattr(args, "no_compensation", False),
                               offsets=read_offsets(getattr(args, "assignment", None)),
-                              device=getattr(args, "device", None))
+                              device=getattr(args, "device", None), select_kwargs=search_options(args))
     except ValueError as exc:
         if "no characterised multiplier" in str(exc) or "no exact multiplier" in str(exc):
             raise UsageError(f"library {inputs['library']}: {exc}") from None
