@@ -6,8 +6,12 @@ Run (from the repository root):
         [--checkpoint-dir src/fames/assets/models] [--library FILE]
 
 Writes ``benchmarks/results/fidelity.json`` and ``benchmarks/results/fidelity.md`` and prints the table.
-The committed record is ``--quick`` (1,024 calibration images); ``--quick --calibration 512 --results
-benchmarks/results/fidelity_c512`` (the images `fames select` counts on since 2026-12-06) is committed too.
+The committed record is ``--threads 1 --test-size 2000 --joints 30`` (every single-layer substitution of the
+built-in library, 118 / 201 / 556, on 1,024 calibration images; test changes on a seeded 2,000-image
+subset; about 63 minutes on one core); the ``--quick`` record (at most 8 substitutions per layer, 10 joints)
+is ``benchmarks/results/fidelity_quick/`` (``--results`` names the folder), and ``--quick --calibration 512
+--results benchmarks/results/fidelity_c512`` (the images `fames select` counts on since 2026-12-06) is
+committed too.
 
 For each reference checkpoint ``<dir>/<model>_mp.safetensors``:
 
