@@ -17,10 +17,10 @@ record made with ``mean|t|`` is kept as ``benchmarks/results/estimator_abs/`` (`
 made with the earlier 8-pass default and ``mean|t|``) and ``--threads 1 --models lenet --ga-gen 1000
 --ga-time-limit 7200 --results benchmarks/results/ga_long_lenet`` (a 2-hour GA, to see where it levels off;
 its FAMES column refreshed likewise with ``--ga-from`` its own earlier record).
-VGG and ResNet GAs continued over sittings (resume with a larger ``--ga-time-limit``; so far 24,000 s and 20,870 s):
+VGG and ResNet GAs continued over sittings (resume with a larger ``--ga-time-limit``; so far 24,000 s and 28,500 s):
 ``--threads 1 --models vgg --ga-gen 5000 --ga-time-limit 24000 --ga-journal benchmarks/results/ga_journal
 --results benchmarks/results/ga_journal`` and ``--threads 1 --models resnet --ga-gen 5000 --ga-time-limit
-20870 --ga-journal benchmarks/results/ga_journal_resnet --results benchmarks/results/ga_journal_resnet``.
+28500 --ga-journal benchmarks/results/ga_journal_resnet --results benchmarks/results/ga_journal_resnet``.
 `benchmarks/ga_same_rule.py` judges those journals' assignments by FAMES' own acceptance rule.
 LeNet's 2-hour GA kept no journal, so its best (32.21 %, judged by its own point-estimate rule) cannot be
 judged by that rule; the same search with a journal, ``--threads 1 --models lenet --ga-gen 268
