@@ -152,6 +152,7 @@ WRONG_ACCEPTANCE_ALLOWANCE = 1.6  # (1 - confidence) * passes of the default lev
 MIN_CONFIDENCE = 0.8
 BISECTIONS = ("index", "reduction", "aimed", "balanced")  # `search_budget`'s choice of the next bracket point
 DEFAULT_BISECTION = "balanced"
+CROWDED_SHARE = 0.25  # "balanced" leaves the index median when it sits in this bottom share of the reductions
 MAX_RISK_SCALE = 8.0  # largest factor one ban applies to its layer's estimates (`rescale_layers`)
 
 
@@ -592,8 +593,13 @@ def lowest_rejected_estimate(problem: KnapsackProblem, points: list[ParetoPoint]
 def _worth_measuring(points: list[ParetoPoint], lo: int, hi: int) -> list[int]:
     """Indices strictly between the bracket's ends (accepted `lo`, -1 for none; rejected `hi`) of the points
     that save at least `MIN_GAIN_PCT` more than the accepted one."""
-    floor = points[lo].reduction_pct if lo >= 0 else 0.0
+    floor = _accepted_reduction(points, lo)
     return [j for j in range(lo + 1, hi) if points[j].reduction_pct - floor >= MIN_GAIN_PCT]
+
+
+def _accepted_reduction(points: list[ParetoPoint], lo: int) -> float:
+    """Reduction of the bracket's accepted end `lo` (0 % while nothing is accepted: the exact model)."""
+    return points[lo].reduction_pct if lo >= 0 else 0.0
 
 
 def _bisection_point(points: list[ParetoPoint], worth: list[int], lo: int, hi: int, mode: str,
@@ -614,9 +620,9 @@ def _bisection_point(points: list[ParetoPoint], worth: list[int], lo: int, hi: i
     m = len(worth)
     if mode == "index" or (lo < 0 and hi == len(points)):
         return worth[m // 2]
-    floor = points[lo].reduction_pct if lo >= 0 else 0.0
+    floor = _accepted_reduction(points, lo)
     ceiling = points[hi].reduction_pct if hi < len(points) else points[worth[-1]].reduction_pct
-    if mode == "balanced" and points[worth[m // 2]].reduction_pct >= floor + 0.25 * (ceiling - floor):
+    if mode == "balanced" and points[worth[m // 2]].reduction_pct >= floor + CROWDED_SHARE * (ceiling - floor):
         return worth[m // 2]
     side = 2 ** (int(np.ceil(np.log2(m + 1))) - 1) - 1
     allowed = [k for k in range(m) if k <= side and m - 1 - k <= side]
