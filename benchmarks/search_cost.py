@@ -27,11 +27,12 @@ evaluation took about twice its journaled time). So the GA's time is also measur
 `RETIME_WINDOWS` runs of `RETIME_LENGTH` consecutive journaled evaluations (evenly spread up to its best)
 are re-run in this process, with FAMES' evaluator (its batch size and its replay of quantized-layer outputs,
 each run preceded by its journaled predecessor as during the GA), on the same core and under the same load
-as the FAMES runs, and the GA's time to its best is its number
-of evaluations to its best times that mean. The speed point is judged on that same-run ratio; LeNet's long
-GA kept no journal, so its ratio stays the journaled one. The ratio in evaluations (the GA's evaluations
-against FAMES' cost in validation passes, counting converted at this run's seconds per pass) does not
-depend on the machine at all.
+as the FAMES runs, and the GA's time to its best is its number of evaluations to its best times that mean
+(`_long_ga.retime_ga`). The speed point is judged on that same-run ratio. LeNet's 2-hour GA kept no journal;
+its journaled rerun (``ga_journal_lenet/``, the same search, retraced to the same best at the same evaluation
+counts) supplies the evaluations re-timed for it. The ratio in evaluations (the GA's evaluations against
+FAMES' cost in validation passes, counting converted at this run's seconds per pass) does not depend on the
+machine at all.
 
 Issue 5's speed point asks for both: FAMES >= 300x faster than the GA, and FAMES' reduction no worse than
 the GA's best feasible one minus 1 point. "GA s to best" is when the GA first reached its final best (its
@@ -46,7 +47,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,17 +54,19 @@ from typing import Any
 
 import numpy as np
 from _common import REFERENCE_MODELS, RESULTS, ROOT, environment, markdown_table, parse_models, write_outputs
-from paper_table import seconds_to_best, seconds_to_reach
+from _long_ga import (
+    GA_RECORDS,
+    RETIME_LENGTH,
+    RETIME_WINDOWS,
+    evaluations_at,
+    retime_ga,
+    seconds_to_best,
+    seconds_to_reach,
+)
 
 from fames.selection.budget import BISECTIONS, DEFAULT_BISECTION
 
-GA_RECORDS = {"lenet": RESULTS / "ga_long_lenet" / "paper_table.json",
-              "vgg": RESULTS / "ga_journal" / "paper_table.json",
-              "resnet": RESULTS / "ga_journal_resnet" / "paper_table.json"}
-GA_JOURNALS = {"vgg": RESULTS / "ga_journal" / "ga_journal_vgg.jsonl",  # LeNet's long GA kept no journal
-               "resnet": RESULTS / "ga_journal_resnet" / "ga_journal_resnet.jsonl"}
 TARGET_SPEEDUP = 300.0
-RETIME_WINDOWS, RETIME_LENGTH = 4, 3  # GA evaluations re-timed per model in this run: 4 runs of 3 consecutive ones
 
 
 def parse_ints(text: str, what: str, smallest: int = 1) -> list[int]:
@@ -129,65 +131,6 @@ def run_configuration(model: str, passes: int, images: int, seed: int, folder: P
     return {**measured["models"][model], "batch_size": measured["settings"]["batch_size"]}
 
 
-def retime_ga(model: str, upto: int, batch_size: int, windows: int = RETIME_WINDOWS, length: int = RETIME_LENGTH,
-              ) -> dict[str, Any] | None:
-    """Seconds per GA evaluation on this machine now, with the evaluator FAMES uses (same batch size, the same
-    replay of quantized-layer outputs): `windows` runs of `length` consecutive evaluations of the model's GA
-    journal (evenly spread over its first `upto`), each run preceded by its journaled predecessor (untimed:
-    during the GA the replay store holds it), re-run in this process after a warm-up on 64 images (a long GA
-    has built and cached the emulation plans of nearly every multiplier). None without a journal."""
-    path = GA_JOURNALS.get(model)
-    if path is None or not path.is_file():
-        return None
-    import torch
-    from _common import DEFAULT_CHECKPOINT_DIR, load_reference, open_library
-
-    from fames.emulation.api import approximate_
-    from fames.selection.evaluate import evaluate_model, make_evaluator
-    from fames.selection.genetic import read_journal
-
-    header, entries, _ = read_journal(path)
-    entries = entries[1:upto]  # the first is the exact baseline
-    if len(entries) < length + 1:
-        return None
-    starts = np.unique(np.linspace(1, len(entries) - length, windows).round().astype(int))
-    torch.set_num_threads(1)
-    ref = load_reference(model, DEFAULT_CHECKPOINT_DIR / f"{model}_mp.safetensors", 16, 0)
-    library, _ = open_library(None)
-    evaluator = make_evaluator(ref.data.val.x, ref.data.val.y, batch_size)
-    today, journaled = [], []
-
-    def assignment(entry: Mapping[str, Any]) -> dict[str, str]:
-        return {layer: header["options"][j][c] for j, (layer, c) in
-                enumerate(zip(header["layers"], entry["choice"], strict=True))}
-
-    try:
-        for start in starts:
-            for i in range(start - 1, start + length):
-                entry = entries[int(i)]
-                approximate_(ref.model, assignment(entry), library)  # warm: plans of new multipliers are cached
-                evaluate_model(ref.model, ref.data.val.x[:64], ref.data.val.y[:64], batch_size)
-                began = time.perf_counter()
-                approximate_(ref.model, assignment(entry), library)
-                evaluator(ref.model)
-                if i >= start:
-                    today.append(time.perf_counter() - began)
-                    journaled.append(float(entry["seconds"]))
-    finally:
-        approximate_(ref.model, {}, library)
-    return {"journal": str(path.relative_to(ROOT)), "sample": len(today), "batch_size": batch_size,
-            "replay_share": evaluator.replay.replayed / max(evaluator.replay.calls, 1) if evaluator.replay else 0.0,
-            "seconds_per_evaluation_now": float(np.mean(today)),
-            "seconds_per_evaluation_journaled": float(np.mean(journaled))}
-
-
-def evaluations_at(history: Sequence[Mapping[str, Any]], seconds: float | None) -> int | None:
-    """Evaluations the GA had made by the generation that ended at `seconds`."""
-    if seconds is None:
-        return None
-    return next(int(h["evaluations"]) for h in history if float(h["seconds"]) >= seconds)
-
-
 def judge(model: str, passes: int, images: int, seed: int, fames: Mapping[str, Any],
           ga: Mapping[str, Any], retimed: Mapping[str, Any] | None) -> dict[str, Any]:
     stages = fames["fames_stage_seconds"]
@@ -218,7 +161,7 @@ def judge(model: str, passes: int, images: int, seed: int, fames: Mapping[str, A
         "speedup_to_match": to_match / seconds if to_match else None,
         "evaluation_ratio_to_best": (evaluations_at(history, to_best) / pass_equivalents) if to_best else None,
         "energy_point": energy_ok,
-        # judged on the same-run ratio; on the journaled one where the GA left no journal to re-time (LeNet)
+        # judged on the same-run ratio; on the journaled one where no journal could be re-timed
         "speed_basis": "now" if speedup_now is not None else "journaled",
         "speed_point": bool(energy_ok and (speedup_now if speedup_now is not None else speedup_best or 0.0)
                             >= TARGET_SPEEDUP),
