@@ -22,6 +22,12 @@ the re-measurement) until one passes finds the best assignment the GA evaluated 
 accept, and when the GA first evaluated it. Both answers' test drops are measured too (the test split
 judges; it steers nothing). The GA is still run under its own rule: steered by the stricter one it might
 have done better, so the same-rule figure is what this run found, not what such a GA would find.
+
+A third reading, generous to the GA: the best of its own-rule feasible assignments whose *test* drop is
+below the budget (the walk goes on, measuring test drops, until it finds one). The test split picks it, so
+no user could have chosen it that way; it bounds what the GA's run held that truly keeps the budget. Over
+thousands of evaluations a point-estimate rule keeps the candidates whose validation drop came out lucky
+(the winner's curse), so the own-rule best can break the budget on test.
 """
 
 from __future__ import annotations
@@ -118,19 +124,22 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
         info["test_drop"] = 100.0 * float(base_test.mean() - test.mean())
         return info
 
-    checked, ga_best, same_rule, mismatches = 0, None, None, 0
+    checked, ga_best, same_rule, on_test, mismatches = 0, None, None, None, 0
     for row in feasible[: args.max_checks]:
         val = correctness(ref, library, assignment(row["choice"]), "val", args.batch_size)
         checked += 1
         mismatches += abs((1.0 - float(val.mean())) - row["error"]) > 1e-9
         info = judged(row, val)
-        print(f"{model_name}: {info['reduction']:.2f} % drop {info['validation_drop']:.2f} upper "
-              f"{info['upper_bound']:.2f} -> {'accept' if info['accepted_by_fames_rule'] else 'reject'}",
-              flush=True)
         if ga_best is None:
             ga_best = with_test_drop(info)
-        if info["accepted_by_fames_rule"]:
+        if same_rule is None and info["accepted_by_fames_rule"]:
             same_rule = info if "test_drop" in info else with_test_drop(info)
+        if on_test is None and (info if "test_drop" in info else with_test_drop(info))["test_drop"] < budget:
+            on_test = info
+        print(f"{model_name}: {info['reduction']:.2f} % drop {info['validation_drop']:.2f} upper "
+              f"{info['upper_bound']:.2f} -> {'accept' if info['accepted_by_fames_rule'] else 'reject'}"
+              + (f", test drop {info['test_drop']:.2f}" if "test_drop" in info else ""), flush=True)
+        if same_rule is not None and on_test is not None:
             break
     fames = json.loads(record_path.read_text())["models"][model_name]
     resolved = path.resolve()
@@ -138,7 +147,7 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
             "journal": str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved),
             "ga_evaluations": len(rows), "ga_seconds": rows[-1]["elapsed"], "confidence": confidence,
             "budget": budget, "checked": checked, "error_mismatches": int(mismatches),
-            "ga_best_own_rule": ga_best, "ga_best_fames_rule": same_rule,
+            "ga_best_own_rule": ga_best, "ga_best_fames_rule": same_rule, "ga_best_within_budget_on_test": on_test,
             "fames_reduction": fames["energy_reduction"], "fames_seconds": fames["fames_seconds"],
             "fames_test_drop": fames["accuracy_drop"]}
 
@@ -165,18 +174,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def cells(r: dict[str, Any]) -> list[Any]:
         own, same = r["ga_best_own_rule"], r["ga_best_fames_rule"] or {}
+        on_test = r.get("ga_best_within_budget_on_test") or {}
         return [r["model"], r["ga_evaluations"], r["ga_seconds"], own["reduction"], own["validation_drop"],
                 own["upper_bound"], own["test_drop"], own["ga_seconds"], same.get("reduction", "none found"),
-                same.get("test_drop", "-"), same.get("ga_seconds", "-"), r["fames_reduction"], r["fames_test_drop"],
-                r["fames_seconds"]]
+                same.get("test_drop", "-"), same.get("ga_seconds", "-"), on_test.get("reduction", "none found"),
+                on_test.get("test_drop", "-"), r["fames_reduction"], r["fames_test_drop"], r["fames_seconds"]]
 
     table = markdown_table(
         ["model", "GA evals", "GA s", "GA best (own rule) %", "val drop", "upper bound", "test drop",
-         "found at GA s", "GA best (FAMES' rule) %", "test drop", "found at GA s", "FAMES %", "FAMES test drop",
-         "FAMES s"], [cells(r) for r in rows])
+         "found at GA s", "GA best (FAMES' rule) %", "test drop", "found at GA s",
+         "GA best within budget on test %", "test drop", "FAMES %", "FAMES test drop", "FAMES s"],
+        [cells(r) for r in rows])
     md = ("## NSGA-II judged by FAMES' acceptance rule\n\n"
           f"Own rule: measured validation drop <= budget. FAMES' rule: upper {rows[0]['confidence']:.0%} bound of "
-          "the paired validation drop <= budget. Drops in points, times on the GA's journaled clock.\n\n" + table)
+          "the paired validation drop <= budget. Within budget on test: the best of the GA's own-rule feasible "
+          "assignments whose test drop is below the budget (an oracle reading, generous to the GA: the test split "
+          "picks it). Drops in points, times on the GA's journaled clock.\n\n" + table)
     write_outputs("ga_same_rule", record, md, args.results)
     return 0
 
