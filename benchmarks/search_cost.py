@@ -59,6 +59,7 @@ from _long_ga import (
     RETIME_LENGTH,
     RETIME_WINDOWS,
     evaluations_at,
+    long_ga,
     retime_ga,
     seconds_to_best,
     seconds_to_reach,
@@ -239,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:  # each configuration is its own process
         records = list(pool.map(measure, configs))
-    ga = {m: json.loads(GA_RECORDS[m].read_text())["models"][m] for m in args.model_list}
+    ga = {m: long_ga(m) for m in args.model_list}
     retimed = {}
     for m in args.model_list:
         print(f"{m}: re-timing {RETIME_WINDOWS * RETIME_LENGTH} of the GA's evaluations ...", flush=True)
