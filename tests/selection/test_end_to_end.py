@@ -6,28 +6,13 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from train_helpers import quick_train
+from train_helpers import quick_train, truncation_library
 
 import fames
 from fames.emulation.api import approximate_
 from fames.energy import count_macs, layer_specs, model_energy
-from fames.multipliers import AppMul, HardwareFigures, OperandFormat
-from fames.multipliers.library import Library
 from fames.quant import quantize_
 from fames.selection.evaluate import evaluate_model
-
-
-def _library(formats: list[OperandFormat]) -> Library:
-    lib = Library()
-    for fmt in formats:
-        e0 = 0.01 * fmt.a_bits * fmt.w_bits
-        hw = lambda e: HardwareFigures(1.0, 1.0, e * 100, e, clock_ns=10.0)  # noqa: E731
-        lib.add(AppMul.exact(fmt, hardware=hw(e0)))
-        exact = fmt.exact_table()
-        for k in (1, 2, 3):  # truncate the k low product bits
-            lib.add(AppMul(f"{fmt.name}_trunc{k}", fmt, (exact >> k) << k, hardware=hw(e0 * (1 - 0.15 * k)),
-                           family="truncation"))
-    return lib
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +27,7 @@ def setup():
     quantize_(model, {"0": 4, "2": {"w": 3, "a": 3}, "5": 4}, calibration=data.train.x[:256])
     quick_train(model, data.train.x, data.train.y, epochs=2, lr=2e-3)
     fmts = sorted({spec.fmt for spec in layer_specs(model).values()}, key=lambda f: f.name)
-    return model, data, _library(fmts)
+    return model, data, truncation_library(fmts)
 
 
 def test_select_end_to_end(setup) -> None:
@@ -57,7 +42,8 @@ def test_select_end_to_end(setup) -> None:
     assert 0.0 <= sel.reduction_pct < 100.0
     assert sel.energy.mac_reduction_pct <= sel.reduction_pct
     assert sel.pareto and sel.evaluations >= 2 and sel.evaluation_passes <= 5 + 1
-    assert {"counting", "estimation", "ilp_sweep", "evaluation", "total"} <= set(sel.timings)
+    assert {"counting", "estimation", "anchoring", "ilp_sweep", "evaluation", "total"} <= set(sel.timings)
+    assert 0 < len(sel.anchors) <= 3 and "measured substitution" in sel.explanation
     macs = count_macs(model, val[0][:1])
     rep = model_energy(macs, sel.assignment, lib, layer_specs(model))
     assert rep.reduction_pct == pytest.approx(sel.reduction_pct)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
+from fames.selection.anchors import DEFAULT_ANCHOR_RISK, Anchor, anchor_note, measure_anchors
 from fames.selection.budget import (
     DEFAULT_BISECTION,
     DEFAULT_MAX_EVALUATIONS,
@@ -62,6 +63,8 @@ class Selection:
         offset_table: offsets of any (layer, multiplier) pair, e.g. for the Pareto points; None without
             compensation.
         pad_taps: padding convention of the selection.
+        anchors: the measured per-layer corrections of the estimates (`fames.selection.anchors`; empty
+            with ``anchor=False``).
     """
 
     assignment: dict[str, str]
@@ -81,6 +84,7 @@ class Selection:
     evaluation_passes: float = 0.0
     offset_table: OffsetTable | None = None
     pad_taps: bool = True
+    anchors: list[Anchor] = field(default_factory=list)
 
     @property
     def offsets(self) -> dict[str, list[int]]:
@@ -125,6 +129,8 @@ def select(
     attribution: str = "loss",
     rescale_layers: bool = True,
     bisection: str = DEFAULT_BISECTION,
+    anchor: bool = True,
+    anchor_risk: float = DEFAULT_ANCHOR_RISK,
 ) -> Selection:
     """Pick a multiplier per quantized layer: least multiplier energy within an accuracy budget.
 
@@ -152,6 +158,9 @@ def select(
         attribution: how the budget search finds the substitution to ban after a rejection (`search_budget`).
         rescale_layers: after a ban, scale the layer's estimates by its measured loss change (`search_budget`).
         bisection: which candidate of the bracket the budget search measures next (`search_budget`).
+        anchor: before the search, measure one substitution per layer on the calibration images and scale
+            overestimated layers' estimates down (`fames.selection.anchors`).
+        anchor_risk: the anchors are the cheapest candidates estimated at most this loss change.
 
     Returns:
         A `Selection`.
@@ -196,6 +205,13 @@ def select(
     macs = count_macs(model, validation[0][:1])
     specs = layer_specs(model)
     problem = build_problem(macs, table, library)
+    anchors: list[Anchor] = []
+    t_anchor = 0.0
+    if anchor:
+        t2 = time.perf_counter()
+        problem, anchors = measure_anchors(model, library, problem, calibration, apply_fn, max_risk=anchor_risk,
+                                           batch_size=batch_size)
+        t_anchor = time.perf_counter() - t2
     budget: BudgetResult = search_budget(
         model, library, problem, make_evaluator(*validation, batch_size=batch_size), max_accuracy_drop,
         confidence=confidence, n_taus=n_taus, max_evaluations=max_evaluations, apply_fn=apply_fn, seed=seed,
@@ -203,7 +219,7 @@ def select(
     )
     energy = model_energy(macs, budget.assignment, library, specs)
     chosen = budget.chosen
-    timings = {"counting": t_count, "estimation": t_est,
+    timings = {"counting": t_count, "estimation": t_est, "anchoring": t_anchor,
                **{k: v for k, v in budget.timings.items() if k != "total"}}
     timings["total"] = time.perf_counter() - t0
     return Selection(
@@ -216,7 +232,7 @@ def select(
         drop=chosen.measured if chosen else None,
         tau=chosen.tau if chosen else None,
         estimator=estimator,
-        explanation=budget.explanation,
+        explanation=budget.explanation + anchor_note(anchors, len(problem.layers)),
         pareto=budget.points,
         layer_sensitivity=layer_sensitivities(counts),
         evaluations=budget.evaluations,
@@ -224,4 +240,5 @@ def select(
         evaluation_passes=budget.passes,
         offset_table=offsets,
         pad_taps=pad_taps,
+        anchors=anchors,
     )
