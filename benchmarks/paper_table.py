@@ -416,7 +416,7 @@ def markdown(record: dict[str, Any]) -> str:
             speedup_cell(m) if ga else None, m["ga_seconds_to_match_fames"] if ga else None,
             m.get("ga_seconds_to_best_now", m.get("ga_seconds_to_best")) if ga else None,
         ])
-    stages = ("counting", "estimation", "ilp_sweep", "evaluation", "total")
+    stages = ("counting", "estimation", "anchoring", "ilp_sweep", "evaluation", "total")
     stage_rows = [[name, *(m["fames_stage_seconds"].get(k) for k in stages), m["fames_evaluations"],
                    m.get("fames_evaluation_passes")] for name, m in record["models"].items()]
     sm = record["summary"]
@@ -438,8 +438,8 @@ def markdown(record: dict[str, Any]) -> str:
                         "GA s to FAMES-1pt" + (" (now)" if s.get("ga_long") else ""),
                         "GA s to its best" + (" (now)" if s.get("ga_long") else "")], rows),
         "### FAMES wall time by stage (s)",
-        markdown_table(["model", "counting", "estimation", "ILP sweep", "evaluation", "total", "evaluations",
-                        "validation passes"], stage_rows),
+        markdown_table(["model", "counting", "estimation", "anchoring", "ILP sweep", "evaluation", "total",
+                        "evaluations", "validation passes"], stage_rows),
         "Evaluations count whole and prefix (screening, blame) evaluations; validation passes is their "
         "cost in full passes over the validation split.",
         f"Mean multiplier-energy reduction {sm['mean_energy_reduction']:.2f} % "

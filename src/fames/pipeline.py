@@ -115,6 +115,7 @@ class RunResult:
                            "drop": None if self.drop is None else dict(self.drop.__dict__),
                            "evaluation_passes": None if self.selection is None else self.selection.evaluation_passes},
             "explanation": self.explanation,
+            "anchors": [] if self.selection is None else [dict(a.__dict__) for a in self.selection.anchors],
             "config": dict(self.config),
             "inputs": dict(self.inputs),
             "timings": dict(self.timings),

@@ -228,8 +228,9 @@ def test_select_prints_selection(inputs, quantized_ckpt, tmp_path, capsys):
     assert code == 2 and "offsets file" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("passes,bisection", [(1, "index"), (3, "aimed")])
-def test_select_search_options_reach_the_search(inputs, quantized_ckpt, passes, bisection, capsys, monkeypatch):
+@pytest.mark.parametrize("passes,bisection,anchors", [(1, "index", True), (3, "aimed", False)])
+def test_select_search_options_reach_the_search(inputs, quantized_ckpt, passes, bisection, anchors, capsys,
+                                                monkeypatch):
     import fames.pipeline
 
     seen = {}
@@ -241,12 +242,14 @@ def test_select_search_options_reach_the_search(inputs, quantized_ckpt, passes, 
     select = fames.pipeline.select
     monkeypatch.setattr(fames.pipeline, "select", spy)
     code, out, err = _run(["select", quantized_ckpt, "--library", inputs["library"], "--calibration", "128",
-                           "--max-accuracy-drop", "3", "--passes", passes, "--bisection", bisection, "--json"],
-                          capsys)
+                           "--max-accuracy-drop", "3", "--passes", passes, "--bisection", bisection, "--json",
+                           *([] if anchors else ["--no-anchors"])], capsys)
     assert code == 0, err
     summary = json.loads(out)
-    assert seen["max_evaluations"] == passes and seen["bisection"] == bisection
+    assert seen["max_evaluations"] == passes and seen["bisection"] == bisection and seen["anchor"] is anchors
     assert summary["config"]["max_evaluations"] == passes and summary["config"]["bisection"] == bisection
+    assert summary["config"]["anchor"] is anchors and bool(summary["anchors"]) is anchors
+    assert all(0 < a["factor"] <= 1 for a in summary["anchors"])
     assert 0 < summary["validation"]["evaluation_passes"] <= passes + 1e-9
 
 

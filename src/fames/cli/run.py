@@ -76,6 +76,8 @@ def add_selection_args(p: argparse.ArgumentParser) -> None:
                    help=f"which bracket point the budget search measures next (default {DEFAULT_BISECTION})")
     p.add_argument("--no-compensation", action="store_true",
                    help="do not remove each multiplier's mean error with per-channel accumulator offsets")
+    p.add_argument("--no-anchors", action="store_true",
+                   help="do not correct the estimates' scale per layer with one measured substitution each")
     p.add_argument("--device", default="cpu",
                    help="torch device of the selection and evaluations: cpu, cuda, cuda:1, mps (default cpu)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -275,8 +277,9 @@ def load_library_and_assignment(args: argparse.Namespace) -> tuple[Any, dict, di
 
 
 def search_options(args: argparse.Namespace) -> dict[str, Any]:
-    """`fames.select` keywords of --passes and --bisection (those the command has)."""
-    options = {"max_evaluations": getattr(args, "passes", None), "bisection": getattr(args, "bisection", None)}
+    """`fames.select` keywords of --passes, --bisection and --no-anchors (those the command has)."""
+    options = {"max_evaluations": getattr(args, "passes", None), "bisection": getattr(args, "bisection", None),
+               "anchor": None if getattr(args, "no_anchors", None) is None else not args.no_anchors}
     return {k: v for k, v in options.items() if v is not None}
 
 
