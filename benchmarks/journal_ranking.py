@@ -3,7 +3,8 @@
 Run (from the repository root, after journaled GA runs of ``paper_table.py --ga-journal``; about a minute
 per model on one core):
 
-    .venv/bin/python benchmarks/journal_ranking.py [--quick] [--journals J1.jsonl J2.jsonl] [--results DIR]
+    .venv/bin/python benchmarks/journal_ranking.py [--quick] [--journals J1.jsonl J2.jsonl] [--groups G]
+        [--results DIR]
 
 Default journals: ``benchmarks/results/ga_journal/ga_journal_vgg.jsonl`` and
 ``benchmarks/results/ga_journal_resnet/ga_journal_resnet.jsonl`` (the model is named by the file).
@@ -20,6 +21,12 @@ the Spearman correlation between the measured validation drop and:
 - *joint* (``abs`` and ``curvature`` only): the estimator applied to the per-group terms summed over
   layers first, ``mean_g sqrt(m_g)|sum_l T_{g,l}|`` and ``0.5 mean_g (sum_l T_{g,l})^2``, which lets the
   layers' errors cancel or add as they do in the network.
+
+``--groups`` sets the micro-batch groups of the counting pass (default: `fames.select`'s 32). The joint
+predictors need per-group terms of every layer, and their cross-layer products are estimated from the groups:
+``--groups 1024`` (one sample per group at the 1,024 calibration images) is the per-sample version.
+``benchmarks/results/journal_ranking_groups/g32/`` and ``.../g1024/`` hold both on the whole journals (4,212 VGG
+and 6,987 ResNet assignments); the record at the top level is the one `fidelity.py` scored (3,557 and 4,301).
 
 Bands of measured validation drop: all assignments, at most 3 points, and 0.3 to 2 points (around a 1-point
 budget).
@@ -96,7 +103,7 @@ def rank_journal(path: Path, library, args: argparse.Namespace) -> dict[str, Any
     header, choices, drops = measured_assignments(path, QUICK_ROWS if args.quick else None)
     ref = load_reference(model_name, found[model_name], RANKING_CALIBRATION)
     start = time.perf_counter()
-    counts = counting_matrices(ref.model, (ref.calibration.x, ref.calibration.y), groups=SELECT_GROUPS,
+    counts = counting_matrices(ref.model, (ref.calibration.x, ref.calibration.y), groups=args.groups,
                                batch_size=args.batch_size, dtype=COUNTING_DTYPE)
     n = counts.n_samples
     sums = {est: np.zeros(len(choices)) for est in ESTIMATORS}
@@ -120,7 +127,7 @@ def rank_journal(path: Path, library, args: argparse.Namespace) -> dict[str, Any
     resolved = path.resolve()
     return {"model": model_name,
             "journal": str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else str(resolved),
-            "assignments": len(choices), "groups": SELECT_GROUPS, "calibration": n, "bands": bands,
+            "assignments": len(choices), "groups": args.groups, "calibration": n, "bands": bands,
             "seconds": time.perf_counter() - start}
 
 
@@ -133,7 +140,9 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
     return ("## Ranking of the GA journals' measured assignments (Spearman against the validation drop)\n\n"
             "Every distinct assignment a long NSGA-II run measured (plain multipliers); *sum of X*: X per layer "
             "summed over layers (what the selection ILP bounds); *joint*: per-group terms summed over layers "
-            "before the estimator.\n\n" + markdown_table(headers, cells))
+            "before the estimator. Counting pass: " + ", ".join(
+                f"{r['model']} {r['groups']} groups over {r['calibration']} images" for r in rows)
+            + ".\n\n" + markdown_table(headers, cells))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,9 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint-dir", type=Path, default=DEFAULT_CHECKPOINT_DIR)
     p.add_argument("--library", default=None, help="library file (default: the built-in one)")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--groups", type=int, default=SELECT_GROUPS,
+                   help=f"micro-batch groups of the counting pass (default {SELECT_GROUPS}, as fames.select)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    if args.groups < 1:
+        p.error(f"--groups must be >= 1, got {args.groups}")
     journals = args.journals[:1] if args.quick else args.journals
     missing = [str(j) for j in journals if not j.is_file()]
     if missing:
