@@ -126,7 +126,7 @@ def measure_anchors(
     evaluator = make_evaluator(*calibration, batch_size=batch_size)
     apply_fn(model, {}, library)
     base = float(evaluator.results(model).loss.mean())
-    risks, anchors = [r.copy() for r in problem.risk], []
+    corrected, anchors = problem.copy(), []
     try:
         for i, layer in enumerate(problem.layers):
             j = anchor_choice(problem.risk[i], problem.cost[i], max_risk)
@@ -137,7 +137,7 @@ def measure_anchors(
             measured = float(evaluator.results(model).loss.mean()) - base
             estimated = float(problem.risk[i][j])
             factor = correction(estimated, measured, max_down)
-            risks[i] = np.where(problem.risk[i] > 0, problem.risk[i] * factor, problem.risk[i])
+            corrected.scale_layer(i, factor)
             anchors.append(Anchor(layer, multiplier, estimated, measured, factor))
             log.debug("anchor %s=%s: estimated %.4g, measured %.4g (x%.3g)", layer, multiplier, estimated,
                       measured, factor)
@@ -145,7 +145,6 @@ def measure_anchors(
         apply_fn(model, {}, library)
     log.info("anchors: %d layers measured in %.1f s, %d scaled down", len(anchors), time.perf_counter() - t0,
              sum(a.factor < 1 for a in anchors))
-    corrected = KnapsackProblem(problem.layers, problem.options, problem.cost, risks, problem.exact)
     return corrected, anchors
 
 

@@ -365,8 +365,7 @@ def search_budget(
     confidence = default_confidence(max_evaluations) if confidence is None else confidence
     apply_fn = apply_fn or default_apply()
     if rescale_layers:  # rescaling changes risks in place: work on a copy
-        problem = KnapsackProblem(problem.layers, problem.options, problem.cost, [r.copy() for r in problem.risk],
-                                  problem.exact)
+        problem = problem.copy()
     t0 = time.perf_counter()
     ref_cost = problem.choice_cost(problem.exact)[0]
     sols = sweep(problem, tau_grid(problem, n_taus))
@@ -458,7 +457,7 @@ def search_budget(
         estimated = float(problem.risk[i][c] - problem.risk[i][ok[i]])
         factor = MAX_RISK_SCALE if estimated <= 0 else float(np.clip(measured / estimated, 1.0, MAX_RISK_SCALE))
         if measured > 0 and factor > 1.0:
-            problem.risk[i] = np.where(problem.risk[i] > 0, problem.risk[i] * factor, problem.risk[i])
+            problem.scale_layer(i, factor)
             log.info("scaled %s's estimates by %.2f (measured %.4g, estimated %.4g)", problem.layers[i], factor,
                      measured, estimated)
         return measured <= factor * estimated

@@ -56,6 +56,14 @@ class KnapsackProblem:
             if not (np.all(np.isfinite(self.cost[i])) and np.all(np.isfinite(self.risk[i]))):
                 raise ValueError(f"layer {name!r}: cost and risk must be finite")
 
+    def copy(self) -> KnapsackProblem:
+        """A copy whose estimates can be changed without touching this one (names and costs are shared)."""
+        return KnapsackProblem(self.layers, self.options, self.cost, [r.copy() for r in self.risk], self.exact)
+
+    def scale_layer(self, layer: int, factor: float) -> None:
+        """Multiply the positive estimates of layer index `layer` by `factor` (zero and negative ones stay)."""
+        self.risk[layer] = np.where(self.risk[layer] > 0, self.risk[layer] * factor, self.risk[layer])
+
     def choice_cost(self, choice: Sequence[int]) -> tuple[float, float]:
         """``(total cost, total risk)`` of per-layer option indices."""
         return (float(sum(self.cost[i][c] for i, c in enumerate(choice))),
