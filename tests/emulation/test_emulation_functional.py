@@ -333,6 +333,40 @@ def test_int8_conv_widths_zero_points_padding_and_chunks(monkeypatch) -> None:
     assert len(zero_points) > 1
 
 
+def test_int8_conv_exact_activation_side_skips_the_gather(monkeypatch) -> None:
+    """Tables whose one activation column is affine in the code (the exact multiplier, unsigned and signed codes,
+    and a multiplier that errs on the weight side only) feed the conv the codes so mapped, without a gather: bit-exact
+    against the reference with both padding semantics, in one chunk and in many; others keep the gather."""
+    import fames.emulation.functional as fn
+
+    if not fn.int8_conv_available(torch.device("cpu")):
+        pytest.skip("no exact oneDNN u8 x s8 conv on this CPU build")
+    muls = [AppMul.exact(OperandFormat.parse(name)) for name in ("u4xs3", "s4xs4", "u8xs8")]
+    fmt = OperandFormat.parse("u4xs4")
+    weight_side = fmt.exact_table()
+    weight_side[:, 1::2] = weight_side[:, 0::2]  # the weight's lowest bit dropped: P stays the codes
+    muls.append(AppMul("wtrunc", fmt, weight_side))
+    gen = torch.Generator().manual_seed(5)
+    for chunked in (False, True):
+        if chunked:
+            monkeypatch.setattr(fn, "MIN_BUDGET", 0)
+            monkeypatch.setattr(fn, "GATHER_BUDGET", 0.05)
+        for mul in muls:
+            prepared = prepare(mul)
+            for j, (xs, ws, stride, padding, dilation, groups) in enumerate(CONVS):
+                x = random_codes(xs, *mul.fmt.a_range, gen)
+                w = random_codes(ws, *mul.fmt.w_range, gen)
+                plan = fn.plan_conv2d_weight(w, prepared, groups)
+                assert plan.qconv is not None and plan.qconv.affine is not None, (mul.name, j)
+                for pad_taps in (True, False):
+                    got = approx_conv2d(x, w, prepared, stride, padding, dilation, groups, pad_taps, plan)
+                    ref = ref_conv2d(x, w, mul.table, mul.fmt, stride, padding, dilation, groups, pad_taps)
+                    assert torch.equal(got.double(), ref.double()), (mul.name, j, pad_taps, chunked)
+    trunc = prepare(AppMul("trunc1", fmt, truncated_table(fmt, 1)))
+    plan = fn.plan_conv2d_weight(random_codes((4, 3, 3, 3), *fmt.w_range, gen), trunc, 1)
+    assert plan.qconv is not None and plan.qconv.affine is None
+
+
 def test_int8_conv_declines_what_it_cannot_hold_exactly(monkeypatch) -> None:
     """Activation factors spanning more than 255, or sums that float32 cannot hold: the float path."""
     import fames.emulation.functional as fn

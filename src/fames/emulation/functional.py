@@ -125,6 +125,17 @@ class QConvWeight:
     def width(self) -> int:
         return self.table.shape[1]
 
+    @property
+    def affine(self) -> tuple[int, int] | None:
+        """``(a, b)`` when the table is one column ``P[i] + z = a i + b`` (the exact multiplier, and any whose
+        activation side is exact up to scale): the uint8 input is then computed from the codes, with no gather."""
+        if "_affine" not in self.__dict__:
+            col = self.table[:, 0].to(torch.int32)
+            a = int(col[1] - col[0]) if len(col) > 1 else 1
+            ramp = torch.arange(len(col), dtype=torch.int32, device=col.device) * a + col[0]
+            self.__dict__["_affine"] = (a, int(col[0])) if self.width == 1 and torch.equal(col, ramp) else None
+        return self.__dict__["_affine"]
+
     def pack(self, stride: list[int], padding: list[int], dilation: list[int]) -> torch.Tensor:
         key = (tuple(stride), tuple(padding), tuple(dilation))
         if key not in self.packed:
@@ -597,6 +608,22 @@ def _channels_last_indices(xb: torch.Tensor, a_lo: int, padding: tuple[int, int]
     return idx
 
 
+def _channels_last_affine(xb: torch.Tensor, scale: int, bias: int, padding: tuple[int, int]) -> torch.Tensor:
+    """``scale * code + bias`` of `xb` as flat uint8 ``(N, H + 2 ph, W + 2 pw, C)`` in the reusable "gather"
+    workspace, the `padding` border holding `bias` (code 0): what `QConvWeight.gather` gives for a table with
+    `QConvWeight.affine`, at the cost of one cast (the codes were range-checked, so every value is in the
+    table, within ``[0, 255]``, before it is cast)."""
+    ph, pw = padding
+    m, cin, h, w = xb.shape
+    flat = _workspace(m * (h + 2 * ph) * (w + 2 * pw) * cin, torch.uint8, xb.device, "gather")
+    out = flat.view(m, h + 2 * ph, w + 2 * pw, cin)
+    for border in (out[:, :ph], out[:, ph + h:], out[:, :, :pw], out[:, :, pw + w:]):
+        border.fill_(bias)
+    values = xb if (scale, bias) == (1, 0) else xb * scale + bias
+    out[:, ph:ph + h, pw:pw + w].copy_(values.permute(0, 2, 3, 1))
+    return flat
+
+
 def _conv_interleaved(x_int: torch.Tensor, w_int: torch.Tensor, plan: WeightPlan, a_lo: int, stride,
                       padding: tuple[int, int], dilation, groups: int, pad_taps: bool, oh: int,
                       ow: int) -> torch.Tensor:
@@ -659,9 +686,13 @@ def _conv_int8(x_int: torch.Tensor, plan: WeightPlan, a_lo: int, stride, padding
     for b0 in range(0, n, nb):
         xb = x_int[b0:b0 + nb]
         m = xb.shape[0]
-        idx = _channels_last_indices(xb, a_lo, (ph, pw) if explicit else (0, 0))
-        gathered = _workspace(idx.numel() * r, torch.uint8, x_int.device, "gather")
-        q.gather(idx.view(-1), gathered)
+        if q.affine is None:
+            idx = _channels_last_indices(xb, a_lo, (ph, pw) if explicit else (0, 0))
+            gathered = _workspace(idx.numel() * r, torch.uint8, x_int.device, "gather")
+            q.gather(idx.view(-1), gathered)
+        else:
+            scale, bias = q.affine
+            gathered = _channels_last_affine(xb, scale, bias - scale * a_lo, (ph, pw) if explicit else (0, 0))
         inp = gathered.view(m, hp, wp, cin * r).permute(0, 3, 1, 2)
         part = qconv(inp, q.zero_point, packed, cout, stride, conv_padding, dilation, q.groups)
         if nb >= n:
