@@ -107,7 +107,7 @@ import fames
 from fames.emulation.api import approximate_
 from fames.energy import EnergyReport, count_macs, layer_specs, model_energy
 from fames.selection.budget import BISECTIONS, DEFAULT_BISECTION
-from fames.selection.evaluate import evaluate_model, make_evaluator
+from fames.selection.evaluate import EVALUATION_BATCH, evaluate_model, make_evaluator
 from fames.selection.genetic import GeneticResult, genetic_search
 from fames.selection.ilp import KnapsackProblem, build_problem
 from fames.sensitivity.estimators import DEFAULT_ESTIMATOR, ESTIMATORS
@@ -152,7 +152,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="FAMES' budget search without rescaling a banned substitution's layer estimates")
     p.add_argument("--bisection", default=DEFAULT_BISECTION, choices=list(BISECTIONS),
                    help="which bracket candidate FAMES' budget search measures next")
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=EVALUATION_BATCH,
+                   help="evaluation batch of FAMES, the GA and the re-timing (default: fames.select's)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu",

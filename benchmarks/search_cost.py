@@ -5,7 +5,7 @@ Run (from the repository root; each configuration is one ``paper_table.py --no-g
 5 s to 2 min; a configuration whose record exists is reused, so an interrupted run resumes where it was):
 
     .venv/bin/python benchmarks/search_cost.py [--quick] [--models lenet,vgg,resnet] [--passes 8] \
-        [--calibration-sizes 512] [--seeds 0,1,2,3,4] [--batch-size 512] [--jobs 1] \
+        [--calibration-sizes 512] [--seeds 0,1,2,3,4] [--batch-size 256] [--jobs 1] \
         [--results benchmarks/results/search_cost] [--rerun] [--bisection balanced]
 
 ``--quick``: LeNet at 8 passes, 512 images, seed 0. Writes ``search_cost.json`` and ``search_cost.md`` in
@@ -66,6 +66,7 @@ from _long_ga import (
 )
 
 from fames.selection.budget import BISECTIONS, DEFAULT_BISECTION
+from fames.selection.evaluate import EVALUATION_BATCH
 
 TARGET_SPEEDUP = 300.0
 
@@ -87,7 +88,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--passes", default="8", help="budget-search evaluation budgets, in validation passes")
     p.add_argument("--calibration-sizes", default="512", help="calibration images of the counting pass")
     p.add_argument("--seeds", default="0,1,2,3,4", help="calibration/bootstrap seeds (one FAMES run per seed)")
-    p.add_argument("--batch-size", type=int, default=512,
+    p.add_argument("--batch-size", type=int, default=EVALUATION_BATCH,
                    help="evaluation batch of FAMES' runs and of the GA re-timing")
     p.add_argument("--jobs", type=int, default=1, help="configurations measured at once (one core each)")
     p.add_argument("--results", type=Path, default=RESULTS / "search_cost")

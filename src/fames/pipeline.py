@@ -34,7 +34,7 @@ from fames.errors import UsageError
 from fames.quant.api import bits_of, quant_layers
 from fames.selection.api import DEFAULT_CALIBRATION, Selection, select
 from fames.selection.budget import DropBound, ParetoPoint, paired_drop
-from fames.selection.evaluate import evaluate_model
+from fames.selection.evaluate import EVALUATION_BATCH, evaluate_model
 from fames.sensitivity.estimators import DEFAULT_ESTIMATOR
 
 Progress = Callable[[int, int, dict], None]
@@ -244,7 +244,7 @@ def run_pipeline(
     seed: int = 0,
     assignment: Mapping[str, str] | None = None,
     loss_points: int = 6,
-    batch_size: int = 256,
+    batch_size: int = EVALUATION_BATCH,
     timings: Mapping[str, float] | None = None,
     inputs: Mapping[str, Any] | None = None,
     progress: Progress | None = None,

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fames.selection.evaluate import ApplyFn, make_evaluator
+from fames.selection.evaluate import EVALUATION_BATCH, ApplyFn, make_evaluator
 from fames.selection.ilp import KnapsackProblem
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def measure_anchors(
     *,
     max_risk: float = DEFAULT_ANCHOR_RISK,
     max_down: float = MAX_DOWN,
-    batch_size: int = 256,
+    batch_size: int = EVALUATION_BATCH,
 ) -> tuple[KnapsackProblem, list[Anchor]]:
     """Measure one anchor per layer and return the corrected problem (a copy) and the anchors.
 

@@ -19,7 +19,7 @@ from fames.selection.budget import (
     ParetoPoint,
     search_budget,
 )
-from fames.selection.evaluate import ApplyFn, default_apply, make_evaluator
+from fames.selection.evaluate import EVALUATION_BATCH, ApplyFn, default_apply, make_evaluator
 from fames.selection.ilp import build_problem
 from fames.sensitivity.compensation import OffsetTable, choose_compensation
 from fames.sensitivity.counting import counting_matrices
@@ -122,7 +122,7 @@ def select(
     confidence: float | None = None,
     n_taus: int = 40,
     max_evaluations: int = DEFAULT_MAX_EVALUATIONS,
-    batch_size: int = 256,
+    batch_size: int = EVALUATION_BATCH,
     apply_fn: ApplyFn | None = None,
     seed: int = 0,
     compensate: bool = True,
