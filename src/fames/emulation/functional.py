@@ -113,6 +113,11 @@ class QConvWeight:
             padded terms have weight 0.
         groups: conv groups.
         packed: oneDNN's packed weight per ``(stride, padding, dilation)`` (made on first use).
+
+    Attributes:
+        affine: ``(a, b)`` when the table is one column ``P[i] + z = a i + b`` (the exact multiplier, and any
+            whose activation side is exact up to scale): the uint8 input is then computed from the codes
+            (`_channels_last_affine`) instead of gathered; else None.
     """
 
     table: torch.Tensor
@@ -120,21 +125,20 @@ class QConvWeight:
     weight: torch.Tensor
     groups: int
     packed: dict = field(default_factory=dict)
+    affine: tuple[int, int] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.table.dim() != 2 or not self.table.numel():  # e.g. the self-check's bare weight
+            return
+        col = self.table[:, 0].to(torch.int32)
+        a = int(col[1] - col[0]) if len(col) > 1 else 1
+        ramp = torch.arange(len(col), dtype=torch.int32, device=col.device) * a + col[0]
+        if self.width == 1 and torch.equal(col, ramp):
+            self.affine = (a, int(col[0]))
 
     @property
     def width(self) -> int:
         return self.table.shape[1]
-
-    @property
-    def affine(self) -> tuple[int, int] | None:
-        """``(a, b)`` when the table is one column ``P[i] + z = a i + b`` (the exact multiplier, and any whose
-        activation side is exact up to scale): the uint8 input is then computed from the codes, with no gather."""
-        if "_affine" not in self.__dict__:
-            col = self.table[:, 0].to(torch.int32)
-            a = int(col[1] - col[0]) if len(col) > 1 else 1
-            ramp = torch.arange(len(col), dtype=torch.int32, device=col.device) * a + col[0]
-            self.__dict__["_affine"] = (a, int(col[0])) if self.width == 1 and torch.equal(col, ramp) else None
-        return self.__dict__["_affine"]
 
     def pack(self, stride: list[int], padding: list[int], dilation: list[int]) -> torch.Tensor:
         key = (tuple(stride), tuple(padding), tuple(dilation))
