@@ -117,3 +117,22 @@ def test_accumulators_without_graph_run_exactly_on_integer_units(bits, signed):
         y = layer(x)  # with a graph: the float op, and gradients reach the weights
         y.sum().backward()
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("make", [lambda: QConv2d.from_float(nn.Conv2d(3, 5, 3, padding=1), 4, 4),
+                                  lambda: QLinear.from_float(nn.Linear(12, 5), 4, 4)])
+def test_inference_forward_in_place_equals_the_graph_forward(make):
+    """Without a graph the scale and bias are applied to the accumulator in place: the same values as the
+    out-of-place forward that training uses, the input and parameters untouched, and gradients still flow."""
+    layer = make().eval()
+    x = torch.randn(2, 3, 6, 6).relu() if isinstance(layer, QConv2d) else torch.randn(4, 12).relu()
+    with torch.no_grad():
+        layer(x)  # the first call initialises the activation step
+        x_before, params_before = x.clone(), [p.detach().clone() for p in layer.parameters()]
+        fast = layer(x)
+    slow = layer(x.requires_grad_())
+    assert slow.requires_grad and torch.equal(fast, slow.detach())
+    assert torch.equal(x.detach(), x_before)
+    assert all(torch.equal(p, q) for p, q in zip(layer.parameters(), params_before, strict=True))
+    slow.sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None

@@ -85,7 +85,8 @@ class ApproxEmulator:
         acc = acc.to(x_int.dtype)
         if self.offset is not None:
             shape = (1, -1, 1, 1) if isinstance(layer, QConv2d) else (-1,)
-            acc = acc - self.offset.to(acc.device, acc.dtype).reshape(shape)
+            offset = self.offset.to(acc.device, acc.dtype).reshape(shape)
+            acc = acc - offset if grad else acc.sub_(offset)  # the emulated accumulator is a fresh tensor
         if grad:
             exact = layer.integer_op(x_int, w_int)
             acc = exact + (acc - exact.detach())

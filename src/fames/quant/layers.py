@@ -89,10 +89,20 @@ class QuantLayer(nn.Module):
         x_int, s_a = self.input_codes(x)
         w_int, s_w = self.weight_codes()
         acc = self.accumulate(x_int, w_int)
-        y = acc * (s_a * s_w).reshape(self._scale_shape(acc))
-        if self.bias is not None:
-            y = y + self.bias.reshape(self._scale_shape(acc))
-        return y
+        scale = (s_a * s_w).reshape(self._scale_shape(acc))
+        bias = None if self.bias is None else self.bias.reshape(self._scale_shape(acc))
+        if _in_place_ok(acc, scale, bias):  # inference: the fresh accumulator becomes the output
+            return acc.mul_(scale) if bias is None else acc.mul_(scale).add_(bias)
+        y = acc * scale
+        return y if bias is None else y + bias
+
+
+def _in_place_ok(acc: torch.Tensor, *operands: torch.Tensor | None) -> bool:
+    """Whether ``acc`` may be updated in place by `operands`: no autograd graph to keep, and the same dtype
+    as the out-of-place result (so the values are the same; in place saves an allocation per layer)."""
+    if torch.is_grad_enabled() and (acc.requires_grad or any(o is not None and o.requires_grad for o in operands)):
+        return False
+    return all(o is None or torch.result_type(acc, o) == acc.dtype for o in operands)
 
 
 class QConv2d(QuantLayer, nn.Conv2d):
