@@ -298,20 +298,16 @@ def _error_in_columns(fmt: OperandFormat, cols: int, rng: np.random.Generator) -
     return AppMul(f"cols{cols}", fmt, table)
 
 
-def test_int8_conv_widths_zero_points_padding_and_chunks(monkeypatch) -> None:
-    """The u8 x s8 conv path: 1, 2, 4 and 8 packed bytes per code (3, 5 terms padded with zero terms), a row
-    gather beyond 8 terms, non-zero zero points, both padding semantics, groups, stride, dilation and batch
-    chunks: all bit-exact against the brute-force reference."""
+def _int8_conv_plans(monkeypatch, muls: list[AppMul], seed: int) -> list:
+    """Every multiplier of `muls` on every shape of `CONVS` through the u8 x s8 conv path, both padding
+    semantics, in one batch chunk and in many: asserts each bit-exact against the brute-force reference and
+    returns the weight plans (skips where the CPU build has no exact oneDNN u8 x s8 conv)."""
     import fames.emulation.functional as fn
 
     if not fn.int8_conv_available(torch.device("cpu")):
         pytest.skip("no exact oneDNN u8 x s8 conv on this CPU build")
-    fmt = OperandFormat.parse("u4xs4")
-    rng = np.random.default_rng(12)
-    muls = [AppMul("trunc1", fmt, truncated_table(fmt, 1))] + [_error_in_columns(fmt, c, rng) for c in (1, 2, 4, 11)]
-    muls.append(AppMul("signed", OperandFormat.parse("s4xs4"), truncated_table(OperandFormat.parse("s4xs4"), 2)))
-    gen = torch.Generator().manual_seed(12)
-    widths, zero_points = set(), set()
+    gen = torch.Generator().manual_seed(seed)
+    plans = []
     for chunked in (False, True):
         if chunked:
             monkeypatch.setattr(fn, "MIN_BUDGET", 0)
@@ -323,14 +319,26 @@ def test_int8_conv_widths_zero_points_padding_and_chunks(monkeypatch) -> None:
                 w = random_codes(ws, *mul.fmt.w_range, gen)
                 plan = fn.plan_conv2d_weight(w, prepared, groups)
                 assert plan.qconv is not None, (mul.name, j)
-                widths.add(plan.qconv.width)
-                zero_points.add(plan.qconv.zero_point)
+                plans.append(plan)
                 for pad_taps in (True, False):
                     got = approx_conv2d(x, w, prepared, stride, padding, dilation, groups, pad_taps, plan)
                     ref = ref_conv2d(x, w, mul.table, mul.fmt, stride, padding, dilation, groups, pad_taps)
                     assert torch.equal(got.double(), ref.double()), (mul.name, j, pad_taps, chunked)
+    return plans
+
+
+def test_int8_conv_widths_zero_points_padding_and_chunks(monkeypatch) -> None:
+    """The u8 x s8 conv path: 1, 2, 4 and 8 packed bytes per code (3, 5 terms padded with zero terms), a row
+    gather beyond 8 terms, non-zero zero points, both padding semantics, groups, stride, dilation and batch
+    chunks: all bit-exact against the brute-force reference."""
+    fmt = OperandFormat.parse("u4xs4")
+    rng = np.random.default_rng(12)
+    muls = [AppMul("trunc1", fmt, truncated_table(fmt, 1))] + [_error_in_columns(fmt, c, rng) for c in (1, 2, 4, 11)]
+    muls.append(AppMul("signed", OperandFormat.parse("s4xs4"), truncated_table(OperandFormat.parse("s4xs4"), 2)))
+    plans = _int8_conv_plans(monkeypatch, muls, 12)
+    widths = {plan.qconv.width for plan in plans}
     assert {1, 2, 4, 8} <= widths and max(widths) > 8
-    assert len(zero_points) > 1
+    assert len({plan.qconv.zero_point for plan in plans}) > 1
 
 
 def test_int8_conv_exact_activation_side_skips_the_gather(monkeypatch) -> None:
@@ -339,29 +347,13 @@ def test_int8_conv_exact_activation_side_skips_the_gather(monkeypatch) -> None:
     against the reference with both padding semantics, in one chunk and in many; others keep the gather."""
     import fames.emulation.functional as fn
 
-    if not fn.int8_conv_available(torch.device("cpu")):
-        pytest.skip("no exact oneDNN u8 x s8 conv on this CPU build")
     muls = [AppMul.exact(OperandFormat.parse(name)) for name in ("u4xs3", "s4xs4", "u8xs8")]
     fmt = OperandFormat.parse("u4xs4")
     weight_side = fmt.exact_table()
     weight_side[:, 1::2] = weight_side[:, 0::2]  # the weight's lowest bit dropped: P stays the codes
     muls.append(AppMul("wtrunc", fmt, weight_side))
+    assert all(plan.qconv.affine is not None for plan in _int8_conv_plans(monkeypatch, muls, 5))
     gen = torch.Generator().manual_seed(5)
-    for chunked in (False, True):
-        if chunked:
-            monkeypatch.setattr(fn, "MIN_BUDGET", 0)
-            monkeypatch.setattr(fn, "GATHER_BUDGET", 0.05)
-        for mul in muls:
-            prepared = prepare(mul)
-            for j, (xs, ws, stride, padding, dilation, groups) in enumerate(CONVS):
-                x = random_codes(xs, *mul.fmt.a_range, gen)
-                w = random_codes(ws, *mul.fmt.w_range, gen)
-                plan = fn.plan_conv2d_weight(w, prepared, groups)
-                assert plan.qconv is not None and plan.qconv.affine is not None, (mul.name, j)
-                for pad_taps in (True, False):
-                    got = approx_conv2d(x, w, prepared, stride, padding, dilation, groups, pad_taps, plan)
-                    ref = ref_conv2d(x, w, mul.table, mul.fmt, stride, padding, dilation, groups, pad_taps)
-                    assert torch.equal(got.double(), ref.double()), (mul.name, j, pad_taps, chunked)
     trunc = prepare(AppMul("trunc1", fmt, truncated_table(fmt, 1)))
     plan = fn.plan_conv2d_weight(random_codes((4, 3, 3, 3), *fmt.w_range, gen), trunc, 1)
     assert plan.qconv is not None and plan.qconv.affine is None
