@@ -58,6 +58,7 @@ from _common import (
 from scipy.stats import spearmanr
 
 from fames.selection.api import COUNTING_DTYPE
+from fames.selection.evaluate import EVALUATION_BATCH
 from fames.selection.genetic import read_journal
 from fames.sensitivity.counting import counting_matrices
 from fames.sensitivity.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, estimate_layer
@@ -151,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--journals", type=Path, nargs="+", default=list(DEFAULT_JOURNALS))
     p.add_argument("--checkpoint-dir", type=Path, default=DEFAULT_CHECKPOINT_DIR)
     p.add_argument("--library", default=None, help="library file (default: the built-in one)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=EVALUATION_BATCH)
     p.add_argument("--groups", type=int, default=SELECT_GROUPS,
                    help=f"micro-batch groups of the counting pass (default {SELECT_GROUPS}, as fames.select)")
     p.add_argument("--threads", type=int, default=1)

@@ -596,36 +596,37 @@ def approx_conv2d(
     return _finish(out, plan.denom)
 
 
+def _padded_channels_last(values: torch.Tensor, padding: tuple[int, int], dtype: torch.dtype, slot: str,
+                          border: int) -> torch.Tensor:
+    """`values` ``(N, C, H, W)`` cast into the reusable `slot` workspace as `dtype` ``(N, H + 2 ph, W + 2 pw, C)``,
+    the `padding` border holding `border`."""
+    ph, pw = padding
+    m, cin, h, w = values.shape
+    out = _workspace(m * (h + 2 * ph) * (w + 2 * pw) * cin, dtype, values.device, slot)
+    out = out.view(m, h + 2 * ph, w + 2 * pw, cin)
+    for edge in (out[:, :ph], out[:, ph + h:], out[:, :, :pw], out[:, :, pw + w:]):
+        edge.fill_(border)
+    out[:, ph:ph + h, pw:pw + w].copy_(values.permute(0, 2, 3, 1))
+    return out
+
+
 def _channels_last_indices(xb: torch.Tensor, a_lo: int, padding: tuple[int, int]) -> torch.Tensor:
     """Table indices ``code - a_lo`` of `xb` as int32 ``(N, H + 2 ph, W + 2 pw, C)`` in the reusable "idx"
     workspace, the `padding` border holding the index of code 0 (padded taps multiply code 0)."""
-    ph, pw = padding
-    m, cin, h, w = xb.shape
-    idx = _workspace(m * (h + 2 * ph) * (w + 2 * pw) * cin, torch.int32, xb.device, "idx")
-    idx = idx.view(m, h + 2 * ph, w + 2 * pw, cin)
-    for border in (idx[:, :ph], idx[:, ph + h:], idx[:, :, :pw], idx[:, :, pw + w:]):
-        border.fill_(-a_lo)
-    inner = idx[:, ph:ph + h, pw:pw + w]
-    inner.copy_(xb.permute(0, 2, 3, 1))
+    idx = _padded_channels_last(xb, padding, torch.int32, "idx", -a_lo)
     if a_lo:
-        inner.sub_(a_lo)
+        ph, pw = padding
+        idx[:, ph:ph + xb.shape[2], pw:pw + xb.shape[3]].sub_(a_lo)
     return idx
 
 
 def _channels_last_affine(xb: torch.Tensor, scale: int, bias: int, padding: tuple[int, int]) -> torch.Tensor:
-    """``scale * code + bias`` of `xb` as flat uint8 ``(N, H + 2 ph, W + 2 pw, C)`` in the reusable "gather"
+    """``scale * code + bias`` of `xb` as uint8 ``(N, H + 2 ph, W + 2 pw, C)`` in the reusable "gather"
     workspace, the `padding` border holding `bias` (code 0): what `QConvWeight.gather` gives for a table with
     `QConvWeight.affine`, at the cost of one cast (the codes were range-checked, so every value is in the
     table, within ``[0, 255]``, before it is cast)."""
-    ph, pw = padding
-    m, cin, h, w = xb.shape
-    flat = _workspace(m * (h + 2 * ph) * (w + 2 * pw) * cin, torch.uint8, xb.device, "gather")
-    out = flat.view(m, h + 2 * ph, w + 2 * pw, cin)
-    for border in (out[:, :ph], out[:, ph + h:], out[:, :, :pw], out[:, :, pw + w:]):
-        border.fill_(bias)
     values = xb if (scale, bias) == (1, 0) else xb * scale + bias
-    out[:, ph:ph + h, pw:pw + w].copy_(values.permute(0, 2, 3, 1))
-    return flat
+    return _padded_channels_last(values, padding, torch.uint8, "gather", bias)
 
 
 def _conv_interleaved(x_int: torch.Tensor, w_int: torch.Tensor, plan: WeightPlan, a_lo: int, stride,
