@@ -16,7 +16,7 @@ configurations (``--passes 6,8,16``) were last measured with the search before t
 and the true pass bound (the record of commit d697c34). Repeats of the GA re-timing have given ResNet 5.6 to
 10.6 s per evaluation across days and 5.6-6.5 s within an hour, so the ratios carry 10-20 % of noise.
 Since convs run on integer units (commit 9b0bf92 on), both sides emulate 2-3x faster and the GA re-times at
-2.6-2.7 s (VGG) and 3.8-4.2 s (ResNet) per evaluation; the committed record was made with the emulation
+2.4-2.9 s (VGG) and 3.7-4.7 s (ResNet) per evaluation; the committed record was made with the emulation
 forms already in the on-disk cache (`fames.emulation.form_cache`, as after a library's first use; a cold
 cache adds about 1-1.5 s to a VGG selection).
 
