@@ -290,6 +290,49 @@ def test_int8_digits_shifts_and_uncached_blocks(monkeypatch) -> None:
     assert torch.equal(got.double(), ref_linear(x, w, mul.table, fmt).double())
 
 
+def test_int8_same_shift_blocks_summed_in_int32(monkeypatch) -> None:
+    """A random u8xs4 table (16 weight codes x 2 digits: 32 pairs in two shifts), blocks uncached and in
+    batch chunks: the same-shift blocks summed in int32 before widening give the brute-force result."""
+    import fames.emulation.functional as fn
+
+    if not fn.int8_available(torch.device("cpu")):
+        pytest.skip("no int8 matmul on this CPU build")
+    monkeypatch.setattr(fn, "INT8_BLOCK", 1)
+    monkeypatch.setattr(fn, "INT8_CACHE", 0.0)
+    monkeypatch.setattr(fn, "MIN_BUDGET", 0)
+    monkeypatch.setattr(fn, "GATHER_BUDGET", 0.3)
+    fmt = OperandFormat.parse("u8xs4")
+    mul = random_appmul(fmt, np.random.default_rng(5))
+    prepared = prepare(mul)
+    gen = torch.Generator().manual_seed(12)
+    x = random_codes((9, 300), *fmt.a_range, gen)
+    w = random_codes((7, 300), *fmt.w_range, gen)
+    plan = fn.plan_linear_weight(w, prepared)
+    assert plan.blocks is not None and plan.acc_dtype == torch.int64
+    assert len({b.shift for b in plan.blocks}) == 2 and len(plan.blocks) > 16
+    got = approx_linear(x, w, prepared, plan=plan)
+    assert torch.equal(got.double(), ref_linear(x, w, mul.table, fmt).double())
+
+
+def test_int8_group_flushes_before_int32_can_overflow() -> None:
+    """`_Int8Group` starts a new group when the int32 bound would reach 2^31: products near 2^30 each are
+    widened before they are added, so the sum is exact; a new shift also starts a new group."""
+    from fames.emulation.functional import _Int8Group
+
+    acc = torch.zeros(3, dtype=torch.int64)
+    group = _Int8Group(acc, torch.empty(3, dtype=torch.int64))
+    res, spare = torch.empty(3, dtype=torch.int32), torch.empty(3, dtype=torch.int32)
+    blocks = [(0, [2**30 + 5, -(2**30) - 5, 5]), (0, [2**30 + 7, -(2**30) - 9, 7]), (0, [1, 2, 3]), (1, [1, -1, 2])]
+    bound = 2**30  # each block's own bound: two of them do not fit in int32 together
+    for shift, values in blocks:
+        target = group.slot(shift, bound, res, spare)
+        target.copy_(torch.tensor(values, dtype=torch.int32))
+        group.absorb(target, res)
+    group.flush(res)
+    expected = sum(torch.tensor(v, dtype=torch.int64) * 256**s for s, v in blocks)
+    assert torch.equal(acc, expected)
+
+
 def _error_in_columns(fmt: OperandFormat, cols: int, rng: np.random.Generator) -> AppMul:
     """Exact table plus small errors (both signs) in the first `cols` weight columns: w-split/error has
     ``cols + 1`` terms, the activation side takes negative values (a non-zero zero point)."""

@@ -772,9 +772,52 @@ def approx_linear(
     return _finish(out, plan.denom).reshape(*lead, cout)
 
 
+class _Int8Group:
+    """Int32 partial sums of consecutive int8 blocks of one shift, widened into the wider accumulator `acc` once
+    per group (via the reusable `wide` buffer: a mixed-dtype add_ allocates a temporary on every call)."""
+
+    def __init__(self, acc: torch.Tensor, wide: torch.Tensor) -> None:
+        self.acc, self.wide = acc, wide
+        self.shift: int | None = None
+        self.bound = 0
+        self.first = True
+
+    def slot(self, shift: int, bound: int, res: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
+        """Where the next block's int32 product goes: `res` when it starts a group (the pending group, of
+        another shift or full, is flushed first), else `spare`, to be added to `res` by `absorb`."""
+        if self.shift is not None and (shift != self.shift or self.bound + bound >= 2**31):
+            self.flush(res)
+        if self.shift is None:
+            self.shift, self.bound = shift, bound
+            return res
+        self.bound += bound
+        return spare
+
+    def absorb(self, target: torch.Tensor, res: torch.Tensor) -> None:
+        """Add a block's product written to `spare` into the group's sum `res` (int32, within the bound)."""
+        if target is not res:
+            res.add_(target)
+
+    def flush(self, res: torch.Tensor) -> None:
+        """Add the pending group, ``res * 256^shift``, to the accumulator."""
+        if self.shift is None:
+            return
+        if self.first:
+            self.acc.copy_(res)
+            if self.shift:
+                self.acc.mul_(256**self.shift)
+            self.first = False
+        else:
+            self.wide.copy_(res)
+            self.acc.add_(self.wide, alpha=256**self.shift)
+        self.shift, self.bound = None, 0
+
+
 def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable, plan: WeightPlan) -> torch.Tensor:
     """``sum_blocks 256^shift * int8_mm(Pd[x], Qd[w]^T)`` accumulated exactly in int64, then converted to the
-    output dtype (float32 only where the accumulator is below 2^24, as on the float path)."""
+    output dtype (float32 only where the accumulator is below 2^24, as on the float path). Blocks of one shift
+    are summed in int32 while their bound allows (``sum K nb 128^2 < 2^31``) and widened once, rather than
+    each widened and added on its own (a u8xs4 random table's 32 pairs: 26 -> 21 ms)."""
     a_lo, a_hi = prepared.fmt.a_range
     _check_range(x2, a_lo, a_hi, "activation")
     m, cin = x2.shape
@@ -795,6 +838,8 @@ def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable,
             acc = out[b0:b0 + mb]
         else:
             acc = _workspace(mb * cout, plan.acc_dtype, dev, "int8acc").view(mb, cout)
+        widen = acc.dtype != res.dtype
+        group = _Int8Group(acc, _workspace(mb * cout, acc.dtype, dev, "int8wide").view(mb, cout)) if widen else None
         for i, blk in enumerate(plan.blocks):
             ga = _workspace(mb * cin * blk.nb, torch.int8, dev, "gather")
             torch.index_select(blk.ta, 0, idx, out=ga if blk.nb == 1 else ga.view(-1, blk.nb))
@@ -802,6 +847,13 @@ def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable,
             if wb is None:
                 wb = _workspace(cout * cin * blk.nb, torch.int8, dev, "wgather")
                 torch.index_select(blk.tb, 0, plan.widx, out=wb if blk.nb == 1 else wb.view(-1, blk.nb))
+            bound = cin * blk.nb * INT8_DIGIT_MAX
+            if group is not None:
+                spare = _workspace(mb * cout, torch.int32, dev, "int8res2").view(mb, cout)
+                target = group.slot(blk.shift, bound, res, spare)
+                torch._int_mm(ga.view(mb, cin * blk.nb), wb.view(cout, cin * blk.nb).t(), out=target)
+                group.absorb(target, res)
+                continue
             torch._int_mm(ga.view(mb, cin * blk.nb), wb.view(cout, cin * blk.nb).t(), out=res)
             if acc is res:
                 pass
@@ -809,12 +861,10 @@ def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable,
                 acc.copy_(res)
                 if blk.shift:
                     acc.mul_(256**blk.shift)
-            elif acc.dtype == res.dtype:
+            else:
                 acc.add_(res, alpha=256**blk.shift)
-            else:  # widen into a buffer first: a mixed-dtype add_ allocates a temporary on every call
-                wide = _workspace(mb * cout, acc.dtype, dev, "int8wide").view(mb, cout)
-                wide.copy_(res)
-                acc.add_(wide, alpha=256**blk.shift)
+        if group is not None:
+            group.flush(res)
         if plan.blocks:
             if acc.data_ptr() != out[b0:b0 + mb].data_ptr():
                 out[b0:b0 + mb] = acc
