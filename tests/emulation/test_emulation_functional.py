@@ -261,57 +261,50 @@ def test_linear_float_and_int8_paths_match_reference(monkeypatch, int8: bool) ->
         assert torch.equal(got.double(), ref_linear(x, w, mul.table, fmt).double()), fmt.name
 
 
+def _uncached_int8_linear(monkeypatch, mul: AppMul, k: int, seed: int):
+    """`mul` on a ``(9, k) x (7, k)`` linear layer through the int8 path with one digit pair per block,
+    nothing cached and several batch chunks: asserts it bit-exact against the brute-force reference and
+    returns the weight plan (skips where the CPU build has no int8 matmul)."""
+    import fames.emulation.functional as fn
+
+    if not fn.int8_available(torch.device("cpu")):
+        pytest.skip("no int8 matmul on this CPU build")
+    monkeypatch.setattr(fn, "INT8_BLOCK", 1)
+    monkeypatch.setattr(fn, "INT8_CACHE", 0.0)
+    monkeypatch.setattr(fn, "MIN_BUDGET", 0)
+    monkeypatch.setattr(fn, "GATHER_BUDGET", 0.3)
+    prepared = prepare(mul)
+    gen = torch.Generator().manual_seed(seed)
+    x = random_codes((9, k), *mul.fmt.a_range, gen)
+    w = random_codes((7, k), *mul.fmt.w_range, gen)
+    plan = fn.plan_linear_weight(w, prepared)
+    assert plan.blocks is not None and all(b.b is None and b.nb == 1 for b in plan.blocks)
+    got = approx_linear(x, w, prepared, plan=plan)
+    assert torch.equal(got.double(), ref_linear(x, w, mul.table, mul.fmt).double())
+    return plan, prepared
+
+
 def test_int8_digits_shifts_and_uncached_blocks(monkeypatch) -> None:
     """Multi-digit factors (shifted digit pairs), one pair per block, nothing cached, batch chunks."""
-    import fames.emulation.functional as fn
     from fames.emulation.plan import byte_digits, int8_pairs
 
     v = np.array([0, 1, -1, 127, 128, -128, -129, 255, 256, 40000, -70000, 2**40 + 3])
     digits = byte_digits(v)
     assert all(d.min() >= -128 and d.max() <= 127 for d in digits)
     assert np.array_equal(sum(d.astype(np.int64) * 256**i for i, d in enumerate(digits)), v)
-    if not fn.int8_available(torch.device("cpu")):
-        pytest.skip("no int8 matmul on this CPU build")
-    monkeypatch.setattr(fn, "INT8_BLOCK", 1)
-    monkeypatch.setattr(fn, "INT8_CACHE", 0.0)
-    monkeypatch.setattr(fn, "MIN_BUDGET", 0)
-    monkeypatch.setattr(fn, "GATHER_BUDGET", 0.3)
     fmt = OperandFormat.parse("u8xs8")
-    mul = AppMul("trunc", fmt, truncated_table(fmt, 8))
-    prepared = prepare(mul)
-    gen = torch.Generator().manual_seed(11)
-    x = random_codes((9, 40), *fmt.a_range, gen)
-    w = random_codes((7, 40), *fmt.w_range, gen)
-    plan = fn.plan_linear_weight(w, prepared)
-    assert plan.blocks is not None and all(b.b is None and b.nb == 1 for b in plan.blocks)
+    plan, prepared = _uncached_int8_linear(monkeypatch, AppMul("trunc", fmt, truncated_table(fmt, 8)), 40, 11)
     assert max(b.shift for b in plan.blocks) >= 1
     assert len(int8_pairs(prepared.forms[plan.choice.form], plan.choice.terms)) == len(plan.blocks)
-    got = approx_linear(x, w, prepared, plan=plan)
-    assert torch.equal(got.double(), ref_linear(x, w, mul.table, fmt).double())
 
 
 def test_int8_same_shift_blocks_summed_in_int32(monkeypatch) -> None:
     """A random u8xs4 table (16 weight codes x 2 digits: 32 pairs in two shifts), blocks uncached and in
     batch chunks: the same-shift blocks summed in int32 before widening give the brute-force result."""
-    import fames.emulation.functional as fn
-
-    if not fn.int8_available(torch.device("cpu")):
-        pytest.skip("no int8 matmul on this CPU build")
-    monkeypatch.setattr(fn, "INT8_BLOCK", 1)
-    monkeypatch.setattr(fn, "INT8_CACHE", 0.0)
-    monkeypatch.setattr(fn, "MIN_BUDGET", 0)
-    monkeypatch.setattr(fn, "GATHER_BUDGET", 0.3)
-    fmt = OperandFormat.parse("u8xs4")
-    mul = random_appmul(fmt, np.random.default_rng(5))
-    prepared = prepare(mul)
-    gen = torch.Generator().manual_seed(12)
-    x = random_codes((9, 300), *fmt.a_range, gen)
-    w = random_codes((7, 300), *fmt.w_range, gen)
-    plan = fn.plan_linear_weight(w, prepared)
-    assert plan.blocks is not None and plan.acc_dtype == torch.int64
+    mul = random_appmul(OperandFormat.parse("u8xs4"), np.random.default_rng(5))
+    plan, _ = _uncached_int8_linear(monkeypatch, mul, 300, 12)
+    assert plan.acc_dtype == torch.int64
     assert len({b.shift for b in plan.blocks}) == 2 and len(plan.blocks) > 16
-    got = approx_linear(x, w, prepared, plan=plan)
-    assert torch.equal(got.double(), ref_linear(x, w, mul.table, fmt).double())
 
 
 def test_int8_group_flushes_before_int32_can_overflow() -> None:
