@@ -773,10 +773,11 @@ def approx_linear(
 
 
 class _Int8Group:
-    """Int32 partial sums of consecutive int8 blocks of one shift, widened into the wider accumulator `acc` once
-    per group (via the reusable `wide` buffer: a mixed-dtype add_ allocates a temporary on every call)."""
+    """Int32 partial sums of consecutive int8 blocks of one shift, added to the accumulator `acc` once per group;
+    an `acc` of another dtype is reached through the reusable `wide` buffer of its dtype (a mixed-dtype add_
+    allocates a temporary on every call)."""
 
-    def __init__(self, acc: torch.Tensor, wide: torch.Tensor) -> None:
+    def __init__(self, acc: torch.Tensor, wide: torch.Tensor | None) -> None:
         self.acc, self.wide = acc, wide
         self.shift: int | None = None
         self.bound = 0
@@ -784,7 +785,7 @@ class _Int8Group:
 
     def slot(self, shift: int, bound: int, res: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
         """Where the next block's int32 product goes: `res` when it starts a group (the pending group, of
-        another shift or full, is flushed first), else `spare`, to be added to `res` by `absorb`."""
+        another shift or full, is flushed first), else `spare`, which the caller then adds to `res`."""
         if self.shift is not None and (shift != self.shift or self.bound + bound >= 2**31):
             self.flush(res)
         if self.shift is None:
@@ -792,11 +793,6 @@ class _Int8Group:
             return res
         self.bound += bound
         return spare
-
-    def absorb(self, target: torch.Tensor, res: torch.Tensor) -> None:
-        """Add a block's product written to `spare` into the group's sum `res` (int32, within the bound)."""
-        if target is not res:
-            res.add_(target)
 
     def flush(self, res: torch.Tensor) -> None:
         """Add the pending group, ``res * 256^shift``, to the accumulator."""
@@ -807,6 +803,8 @@ class _Int8Group:
             if self.shift:
                 self.acc.mul_(256**self.shift)
             self.first = False
+        elif self.wide is None:
+            self.acc.add_(res, alpha=256**self.shift)
         else:
             self.wide.copy_(res)
             self.acc.add_(self.wide, alpha=256**self.shift)
@@ -838,31 +836,20 @@ def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable,
             acc = out[b0:b0 + mb]
         else:
             acc = _workspace(mb * cout, plan.acc_dtype, dev, "int8acc").view(mb, cout)
-        widen = acc.dtype != res.dtype
-        group = _Int8Group(acc, _workspace(mb * cout, acc.dtype, dev, "int8wide").view(mb, cout)) if widen else None
-        for i, blk in enumerate(plan.blocks):
+        wide = None if acc.dtype == res.dtype else _workspace(mb * cout, acc.dtype, dev, "int8wide").view(mb, cout)
+        group = None if single else _Int8Group(acc, wide)
+        spare = _workspace(mb * cout, torch.int32, dev, "int8res2").view(mb, cout)
+        for blk in plan.blocks:
             ga = _workspace(mb * cin * blk.nb, torch.int8, dev, "gather")
             torch.index_select(blk.ta, 0, idx, out=ga if blk.nb == 1 else ga.view(-1, blk.nb))
             wb = blk.b
             if wb is None:
                 wb = _workspace(cout * cin * blk.nb, torch.int8, dev, "wgather")
                 torch.index_select(blk.tb, 0, plan.widx, out=wb if blk.nb == 1 else wb.view(-1, blk.nb))
-            bound = cin * blk.nb * INT8_DIGIT_MAX
-            if group is not None:
-                spare = _workspace(mb * cout, torch.int32, dev, "int8res2").view(mb, cout)
-                target = group.slot(blk.shift, bound, res, spare)
-                torch._int_mm(ga.view(mb, cin * blk.nb), wb.view(cout, cin * blk.nb).t(), out=target)
-                group.absorb(target, res)
-                continue
-            torch._int_mm(ga.view(mb, cin * blk.nb), wb.view(cout, cin * blk.nb).t(), out=res)
-            if acc is res:
-                pass
-            elif i == 0:
-                acc.copy_(res)
-                if blk.shift:
-                    acc.mul_(256**blk.shift)
-            else:
-                acc.add_(res, alpha=256**blk.shift)
+            target = res if group is None else group.slot(blk.shift, cin * blk.nb * INT8_DIGIT_MAX, res, spare)
+            torch._int_mm(ga.view(mb, cin * blk.nb), wb.view(cout, cin * blk.nb).t(), out=target)
+            if target is not res:
+                res.add_(target)
         if group is not None:
             group.flush(res)
         if plan.blocks:
