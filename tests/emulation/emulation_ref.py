@@ -82,3 +82,16 @@ def truncated_table(fmt: OperandFormat, k: int) -> np.ndarray:
     j = np.arange(fmt.w_bits)[None, :]
     keep = (i + j) >= k
     return np.einsum("ai,wj,ij->aw", ab, wb, keep.astype(np.int64))
+
+
+def counted_aminmax(monkeypatch) -> list[int]:
+    """Count the emulators' range-check reads (calls of `torch.aminmax`) from here on: ``calls[0]``."""
+    calls = [0]
+    real = torch.aminmax
+
+    def counted(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "aminmax", counted)
+    return calls

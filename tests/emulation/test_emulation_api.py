@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from emulation_ref import random_appmul, ref_conv2d, ref_linear
+from emulation_ref import counted_aminmax, random_appmul, ref_conv2d, ref_linear
 from torch import nn
 
 from fames.emulation import approximate_, assignment_of, load_assignment, restore_, save_assignment
@@ -71,6 +71,19 @@ def test_matches_brute_force_and_is_reversible() -> None:
         assert assignment_of(net) == {} and torch.equal(net(x), exact)
     assert torch.equal(got, ref)
     assert not torch.equal(got, exact)
+
+
+def test_a_layers_own_codes_are_not_range_checked_again(monkeypatch) -> None:
+    """In a model's forward each layer's activation codes come from its own quantizer (clamped, then the
+    weight quantizer runs too): once the weight plans exist, no emulated layer reads its codes' range."""
+    net, x = _model()
+    lib, assignment = _library(net)
+    with torch.no_grad():
+        approximate_(net, assignment, lib)
+        first = net(x)
+        calls = counted_aminmax(monkeypatch)
+        assert torch.equal(net(x), first)
+    assert calls[0] == 0
 
 
 def test_exact_multiplier_and_partial_assignment() -> None:

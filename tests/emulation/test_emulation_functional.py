@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from emulation_ref import random_appmul, random_codes, ref_conv2d, ref_linear, truncated_table
+from emulation_ref import counted_aminmax, random_appmul, random_codes, ref_conv2d, ref_linear, truncated_table
 
 from fames.emulation.factor import check_form
 from fames.emulation.functional import approx_conv2d, approx_linear
@@ -175,6 +175,41 @@ def test_codes_out_of_range_raise() -> None:
         approx_conv2d(torch.full((1, 1, 3, 3), 4.0), torch.ones(1, 1, 1, 1), prepared)
     with pytest.raises(ValueError, match="weight codes"):
         approx_linear(torch.ones(1, 3), torch.full((1, 3), 2.0), prepared)
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_codes_a_quantizer_clamped_skip_the_range_read(monkeypatch, linear: bool) -> None:
+    """Codes a quantizer just clamped into the format's range are not read again (and give the reference);
+    the same codes changed in place, a copy, or codes from a wider quantizer are checked and refused."""
+    import fames.emulation.functional as fn
+    from fames.quant.lsq import LsqQuantizer
+
+    fmt = OperandFormat.parse("u4xs2")
+    mul = random_appmul(fmt, np.random.default_rng(3))
+    prepared = prepare(mul)
+    gen = torch.Generator().manual_seed(5)
+    w = random_codes((3, 4) if linear else (3, 4, 3, 3), *fmt.w_range, gen)
+    plan = fn.plan_linear_weight(w, prepared) if linear else fn.plan_conv2d_weight(w, prepared, 1)
+    op = (lambda c, *a: approx_linear(c, *a, plan=plan)) if linear else (
+        lambda c, *a: approx_conv2d(c, *a, plan=plan))
+    ref = ref_linear if linear else ref_conv2d
+    quant = LsqQuantizer(4, signed=False)
+    x = torch.rand((2, 4) if linear else (2, 4, 5, 5), generator=gen) * 3
+    codes, _ = quant(x)
+    calls = counted_aminmax(monkeypatch)
+    assert torch.equal(op(codes, w, prepared).double(), ref(codes, w, mul.table, fmt).double())
+    assert calls[0] == 0
+    assert codes.max() > 0  # the test is not vacuous
+    with pytest.raises(ValueError, match="activation codes"):
+        op(codes.clone().add_(16), w, prepared)
+    codes.add_(16)  # in place: the version counter moves
+    with pytest.raises(ValueError, match="activation codes"):
+        op(codes, w, prepared)
+    wide, _ = LsqQuantizer(8, signed=False)(x * 40)
+    assert wide.max() > fmt.a_range[1]
+    with pytest.raises(ValueError, match="activation codes"):
+        op(wide, w, prepared)
+    assert calls[0] == 3
 
 
 def test_batch_chunking_is_exact(monkeypatch) -> None:
@@ -396,22 +431,49 @@ def test_int8_conv_exact_activation_side_skips_the_gather(monkeypatch) -> None:
     assert plan.qconv is not None and plan.qconv.affine is None
 
 
+def test_factor_signs_chosen_for_integer_units(monkeypatch) -> None:
+    """``T = (a & ~7) w`` factors as ``P = -(a & ~7)``, ``Q = -w`` as readily as with both signs flipped, but
+    ``-w`` spans ``[-127, 128]``: flipped it is 2 int8 digit pairs instead of 4 and fits a u8 x s8 conv. Both
+    integer paths stay bit-exact and every term's product is unchanged."""
+    from fames.emulation.plan import int8_conv_zero_point, int8_factors, int8_pairs
+
+    fmt = OperandFormat.parse("u8xs8")
+    mul = AppMul("drop3", fmt, np.outer(fmt.a_codes() & ~7, fmt.w_codes()))
+    prepared = prepare(mul)
+    for form in prepared.forms:
+        terms = tuple(range(form.p.shape[1]))
+        p, q = int8_factors(form, terms)
+        assert all(np.array_equal(np.outer(p[:, t], q[:, t]), np.outer(form.p[:, t], form.q[:, t]))
+                   for t in terms)
+    form = next(f for f in prepared.forms if f.kind == "low-rank" and f.rank == 1)
+    assert len(int8_pairs(form, (0,))) == 2
+    assert int8_conv_zero_point(form, (0,), 27) == 0
+    plan, _ = _uncached_int8_linear(monkeypatch, mul, 40, 17)
+    assert len(plan.blocks) == 2
+    _int8_conv_plans(monkeypatch, [mul], 17)  # asserts the u8 x s8 conv path is taken, and bit-exact
+
+
 def test_int8_conv_declines_what_it_cannot_hold_exactly(monkeypatch) -> None:
-    """Activation factors spanning more than 255, or sums that float32 cannot hold: the float path."""
+    """Activation factors spanning more than 255 whatever their signs, or sums that float32 cannot hold:
+    the float path."""
     import fames.emulation.functional as fn
     from fames.emulation.plan import int8_conv_zero_point
 
     if not fn.int8_conv_available(torch.device("cpu")):
         pytest.skip("no exact oneDNN u8 x s8 conv on this CPU build")
     fmt = OperandFormat.parse("u8xs8")
-    mul = AppMul("trunc", fmt, truncated_table(fmt, 3))
+    table = fmt.exact_table()
+    table[:, 5 - fmt.w_range[0]] += np.where(np.arange(256) % 2 == 0, 1, -1)  # error +-1 where w == 5
+    mul = AppMul("alternating", fmt, table)
     prepared = prepare(mul)
     gen = torch.Generator().manual_seed(13)
     x = random_codes((2, 3, 5, 5), *fmt.a_range, gen)
     w = random_codes((2, 3, 3, 3), *fmt.w_range, gen)
+    w[0, 0, 0, 0] = 5
     plan = fn.plan_conv2d_weight(w, prepared)
     form = prepared.forms[plan.choice.form]
-    assert int8_conv_zero_point(form, plan.choice.terms, 27) is None  # the exact term u spans 0..255 plus errors
+    assert plan.choice.rank == 2  # the exact term u (0..255) and the error term (-1 or 1): P spans 257
+    assert int8_conv_zero_point(form, plan.choice.terms, 27) is None
     assert plan.qconv is None
     assert torch.equal(approx_conv2d(x, w, prepared, 1, 1, plan=plan).double(),
                        ref_conv2d(x, w, mul.table, fmt, padding=1).double())

@@ -62,9 +62,11 @@ from fames.emulation.plan import (
     PreparedTable,
     accumulate_dtype,
     int8_conv_width,
+    int8_factors,
     int8_pairs,
 )
 from fames.quant.exact_math import exact_math as _exact_math
+from fames.quant.lsq import issued_within
 
 GATHER_BUDGET = 1.0  # gathered activation chunk <= this many times (activation + output) elements
 MIN_BUDGET = 1 << 20  # elements; below this, never split the batch
@@ -318,7 +320,8 @@ def _memory_order(t: torch.Tensor) -> torch.Tensor:
 
 
 def _check_range(codes: torch.Tensor, lo: int, hi: int, what: str) -> None:
-    if codes.numel() == 0:
+    """Raise unless every code lies in ``[lo, hi]``; codes a quantizer just clamped into it pass unread."""
+    if codes.numel() == 0 or issued_within(codes, lo, hi):
         return
     cmin, cmax = (float(v) for v in torch.aminmax(_memory_order(codes.detach())))
     if cmin < lo or cmax > hi:
@@ -414,12 +417,13 @@ def _plan_int8_conv(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedT
     """One u8 x s8 conv over all kept terms (`widx`: int32 weight indices): the uint8 activation table and the
     int8 weight with input channels ordered (channel, term), as the interleaved float layout."""
     form = prepared.form(choice)
-    terms = list(choice.terms)
+    fp, fq = int8_factors(form, choice.terms)
+    terms = choice.terms
     width = int8_conv_width(len(terms))
-    p = np.full((form.p.shape[0], width), choice.zero_point, dtype=np.int64)
-    p[:, :len(terms)] += form.p[:, terms]
-    q = np.zeros((form.q.shape[0], width), dtype=np.int64)
-    q[:, :len(terms)] = form.q[:, terms]
+    p = np.full((fp.shape[0], width), choice.zero_point, dtype=np.int64)
+    p[:, :len(terms)] += fp
+    q = np.zeros((fq.shape[0], width), dtype=np.int64)
+    q[:, :len(terms)] = fq
     dev = w_int.device
     table = torch.as_tensor(p, dtype=torch.uint8, device=dev).contiguous()
     q = torch.as_tensor(q, dtype=torch.int8, device=dev)
@@ -731,14 +735,15 @@ def approx_linear(
     plan = plan if plan is not None else plan_linear_weight(w_int, prepared)
     cout, cin = w_int.shape
     lead = x_int.shape[:-1]
+    a_lo, a_hi = prepared.fmt.a_range
     if plan.blocks is not None:
+        _check_range(x_int, a_lo, a_hi, "activation")  # before the reshape: a view is not the issued tensor
         return _linear_int8(x_int.reshape(-1, cin), w_int, prepared, plan).reshape(*lead, cout)
     if plan.p is None:
         with _exact_math(x_int.device):
             return F.linear(x_int.to(plan.dtype), w_int.to(plan.dtype))
     if plan.choice.rank == 0:
         return torch.zeros(*lead, cout, dtype=plan.dtype, device=x_int.device)
-    a_lo, a_hi = prepared.fmt.a_range
     _check_range(x_int, a_lo, a_hi, "activation")
     x2 = x_int.reshape(-1, cin)
     m = x2.shape[0]
@@ -816,8 +821,7 @@ def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable,
     output dtype (float32 only where the accumulator is below 2^24, as on the float path). Blocks of one shift
     are summed in int32 while their bound allows (``sum K nb 128^2 < 2^31``) and widened once, rather than
     each widened and added on its own (a u8xs4 random table's 32 pairs: 26 -> 21 ms)."""
-    a_lo, a_hi = prepared.fmt.a_range
-    _check_range(x2, a_lo, a_hi, "activation")
+    a_lo = prepared.fmt.a_range[0]
     m, cin = x2.shape
     cout = w_int.shape[0]
     dev = x2.device

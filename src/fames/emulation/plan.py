@@ -94,12 +94,36 @@ def byte_digits(v: np.ndarray) -> list[np.ndarray]:
             return out
 
 
+def _digit_cost(p: np.ndarray, q: np.ndarray) -> tuple[int, int, bool]:
+    """How a term's factors fare on integer units: digit pairs, Q's digits, and whether P is negative."""
+    nq = len(byte_digits(q))
+    return len(byte_digits(p)) * nq, nq, bool(p.min() < 0)
+
+
+def int8_factors(form: Form, terms: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The kept `terms`' factor columns ``(P, Q)`` (int64), each term's sign chosen for integer units.
+
+    ``P[:, t] Q[:, t]`` equals ``(-P[:, t]) (-Q[:, t])``, and a factorisation's signs are arbitrary, but the
+    int8 range is not symmetric: ``Q = -w`` spans ``[-127, 128]`` and needs two digits where ``w`` needs
+    one. Each term takes the sign with fewer digit pairs, then fewer Q digits (Q must fit ``[-128, 127]``
+    for an int8 conv), then a non-negative P (a smaller conv zero point); ties keep the form's sign.
+    (``u8xs8_optrunc_a3_b0``: ``P = -(a & ~7)``, ``Q = -w`` took 4 pairs and no int8 conv; flipped, 2 and one.)
+    """
+    p, q = form.p[:, list(terms)].astype(np.int64), form.q[:, list(terms)].astype(np.int64)
+    for t in range(p.shape[1]):
+        if _digit_cost(-p[:, t], -q[:, t]) < _digit_cost(p[:, t], q[:, t]):
+            p[:, t], q[:, t] = -p[:, t], -q[:, t]
+    return p, q
+
+
 def int8_pairs(form: Form, terms: tuple[int, ...]) -> list[tuple[int, np.ndarray, np.ndarray]]:
-    """``(shift, P digit, Q digit)`` per digit pair of the kept `terms`, sorted by shift: the accumulator is
-    ``sum_pairs 256^shift sum_k Pd[x_k] Qd[w_k]``, each inner sum an exact int8 x int8 -> int32 matmul."""
+    """``(shift, P digit, Q digit)`` per digit pair of the kept `terms` (signs as `int8_factors`), sorted by
+    shift: the accumulator is ``sum_pairs 256^shift sum_k Pd[x_k] Qd[w_k]``, each inner sum an exact
+    int8 x int8 -> int32 matmul."""
+    p, q = int8_factors(form, terms)
     pairs = []
-    for t in terms:
-        pd, qd = byte_digits(form.p[:, t]), byte_digits(form.q[:, t])
+    for t in range(p.shape[1]):
+        pd, qd = byte_digits(p[:, t]), byte_digits(q[:, t])
         pairs += [(i + j, a, b) for i, a in enumerate(pd) for j, b in enumerate(qd) if a.any() and b.any()]
     return sorted(pairs, key=lambda pair: pair[0])
 
@@ -117,14 +141,15 @@ def int8_conv_width(terms: int) -> int:
 
 
 def int8_conv_zero_point(form: Form, terms: tuple[int, ...], k: int) -> int | None:
-    """Zero point ``z`` for running the kept `terms` as one exact u8 x s8 conv, or None when they do not fit.
+    """Zero point ``z`` for running the kept `terms` (signs as `int8_factors`) as one exact u8 x s8 conv, or
+    None when they do not fit.
 
     Needs ``P + z`` in ``[0, 255]`` and ``Q`` in ``[-128, 127]``; the int32 sums before the zero point is
     taken off within ``K * R * 255 * 128 < 2^31``; and the float32 output exact (``K * bound < 2^24``).
     """
     if not terms:
         return None
-    p, q = form.p[:, list(terms)], form.q[:, list(terms)]
+    p, q = int8_factors(form, terms)
     zero_point = max(0, -int(p.min()))
     if int(p.max()) + zero_point > 255 or int(q.min()) < -128 or int(q.max()) > 127:
         return None

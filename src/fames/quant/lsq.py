@@ -8,11 +8,27 @@ step is the LSQ one because ``code * step`` is LSQ's ``round(clamp(v / s)) * s``
 from __future__ import annotations
 
 import math
+import weakref
+from contextvars import ContextVar
 
 import torch
 from torch import nn
 
 from fames.multipliers.formats import MAX_BITS, MIN_BITS, code_range
+
+# The last few code tensors quantizers issued in this thread (a layer's forward issues its activation codes,
+# then its weight codes): (weak reference, version counter, code range) each. Emulators skip their range
+# check for these (`issued_within`), which saves about 4 % of an emulated pass.
+_ISSUED: ContextVar[tuple[tuple[weakref.ref, int, int, int], ...]] = ContextVar("fames_issued_codes", default=())
+_ISSUED_KEPT = 4
+
+
+def issued_within(t: torch.Tensor, lo: int, hi: int) -> bool:
+    """Whether `t` is, unchanged since, one of the last code tensors an `LsqQuantizer` returned in this
+    thread, from a code range inside ``[lo, hi]``: then its codes are known to lie in ``[lo, hi]``.
+    Exact: the weak reference names the very object and the version counter sees any in-place change."""
+    return any(ref() is t and t._version == version and lo <= qmin and qmax <= hi
+               for ref, version, qmin, qmax in _ISSUED.get())
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -117,5 +133,8 @@ class LsqQuantizer(nn.Module):
         view = step.reshape(-1, *([1] * (x.dim() - 1))) if self.channels else step
         codes = x / view
         if torch.is_grad_enabled() and codes.requires_grad:
-            return round_ste(torch.clamp(codes, qmin, qmax)), step
-        return codes.clamp_(qmin, qmax).round_(), step  # no graph: the same codes in one buffer, in place
+            codes = round_ste(torch.clamp(codes, qmin, qmax))
+        else:
+            codes = codes.clamp_(qmin, qmax).round_()  # no graph: the same codes in one buffer, in place
+        _ISSUED.set(((weakref.ref(codes), codes._version, qmin, qmax), *_ISSUED.get()[:_ISSUED_KEPT - 1]))
+        return codes, step
