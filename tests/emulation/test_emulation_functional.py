@@ -453,6 +453,28 @@ def test_factor_signs_chosen_for_integer_units(monkeypatch) -> None:
     _int8_conv_plans(monkeypatch, [mul], 17)  # asserts the u8 x s8 conv path is taken, and bit-exact
 
 
+def test_int8_conv_splits_wide_activation_factors(monkeypatch) -> None:
+    """Factors wider than a byte run as base-256 digits in one u8 x s8 conv (``P = L + 256 H``, the high
+    digit scaled against its weight): every layout keeps ``P' Q'^T == P Q^T`` within the int8 ranges, and a
+    u8xs4 random table (16 terms spanning thousands) runs bit-exact as one conv with its terms split."""
+    from fames.emulation.plan import int8_conv_layout
+
+    rng = np.random.default_rng(4)
+    muls = [random_appmul(OperandFormat.parse(name), rng) for name in ("u8xs4", "u4xs4", "s4xs2")]
+    for mul in muls:
+        for form in prepare(mul).forms:
+            terms = tuple(range(form.p.shape[1]))
+            layout = int8_conv_layout(form, terms)
+            if layout is None:
+                continue
+            p, q, z = layout
+            assert 0 <= z <= 255 and (p + z).min() >= 0 and (p + z).max() <= 255
+            assert q.min() >= -128 and q.max() <= 127
+            assert np.array_equal(p @ q.T, form.p @ form.q.T)
+    [plan, *_] = _int8_conv_plans(monkeypatch, muls[:1], 4)  # bit-exact, both paddings, chunked or not
+    assert plan.qconv.width > plan.choice.rank > 8
+
+
 def test_int8_conv_declines_what_it_cannot_hold_exactly(monkeypatch) -> None:
     """Activation factors spanning more than 255 whatever their signs, or sums that float32 cannot hold:
     the float path."""

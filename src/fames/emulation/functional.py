@@ -29,7 +29,8 @@ VNNI 3-4.5x the float32 conv rate on the reference models' shapes) may instead r
 integer conv: the activation side is gathered as ``P[x] + z`` in uint8 with one zero point ``z``, the weight
 side is ``Q[w]`` in int8, and oneDNN accumulates ``sum (u - z) q`` in int32 (the zero point is taken off in
 int32 too) and converts to float32 with unit scales, which is exact while ``K * bound < 2^24``
-(`fames.emulation.plan.int8_conv_zero_point`). Padded taps: with ``pad_taps`` the indices are padded with
+(`fames.emulation.plan.int8_conv_columns`; a term whose factors are wider than a byte runs as two
+columns, ``P = L + 256 H``, the high digit scaled against its weight: `int8_conv_layout`). Padded taps: with ``pad_taps`` the indices are padded with
 code 0 as in the interleaved float path; without, oneDNN pads with the zero point, i.e. with 0. Whether the
 device computes these sums exactly is checked once (`int8_conv_available`, saturating values included);
 set `INT8_CONV` False to force the float path.
@@ -61,8 +62,8 @@ from fames.emulation.plan import (
     Choice,
     PreparedTable,
     accumulate_dtype,
+    int8_conv_layout,
     int8_conv_width,
-    int8_factors,
     int8_pairs,
 )
 from fames.quant.exact_math import exact_math as _exact_math
@@ -417,13 +418,12 @@ def _plan_int8_conv(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedT
     """One u8 x s8 conv over all kept terms (`widx`: int32 weight indices): the uint8 activation table and the
     int8 weight with input channels ordered (channel, term), as the interleaved float layout."""
     form = prepared.form(choice)
-    fp, fq = int8_factors(form, choice.terms)
-    terms = choice.terms
-    width = int8_conv_width(len(terms))
-    p = np.full((fp.shape[0], width), choice.zero_point, dtype=np.int64)
-    p[:, :len(terms)] += fp
+    fp, fq, zero_point = int8_conv_layout(form, choice.terms)
+    width = int8_conv_width(fp.shape[1])
+    p = np.full((fp.shape[0], width), zero_point, dtype=np.int64)
+    p[:, :fp.shape[1]] += fp
     q = np.zeros((fq.shape[0], width), dtype=np.int64)
-    q[:, :len(terms)] = fq
+    q[:, :fq.shape[1]] = fq
     dev = w_int.device
     table = torch.as_tensor(p, dtype=torch.uint8, device=dev).contiguous()
     q = torch.as_tensor(q, dtype=torch.int8, device=dev)

@@ -16,9 +16,11 @@ Cost model: the emulating conv costs ``R`` exact convs (FLOPs and the gathered i
 (``torch._int_mm``, VNNI: about 8x the float32 matmul rate) may instead run every term as exact
 int8 x int8 -> int32 matmuls over the balanced base-256 digits of its factors (`int8_pairs`), costing
 `INT8_PAIR_COST` float32 matmuls per digit pair (mostly the per-call weight-side gather). Conv layers on a
-CPU with oneDNN's u8 x s8 convolution may instead run all terms as ONE such conv (`int8_conv_zero_point`:
-``P + z`` in ``[0, 255]`` for one zero point ``z``, ``Q`` in ``[-128, 127]``, int32 accumulation), costing
-`INT8_CONV_COST` float32 convs per term. The cheapest candidate wins; ties keep the listed order.
+CPU with oneDNN's u8 x s8 convolution may instead run all terms as ONE such conv (`int8_conv_layout`:
+``P + z`` in ``[0, 255]`` for one zero point ``z``, ``Q`` in ``[-128, 127]``, int32 accumulation; a term
+whose ``P`` is wider than a byte runs as two columns, its base-256 digits), costing `INT8_CONV_COST`
+float32 convs per column. Factor signs are chosen per term for integer units (`int8_factors`). The
+cheapest candidate wins; ties keep the listed order.
 
 Exactness rule (`accumulate_dtype`): every partial sum of the conv is an integer whose magnitude is at
 most ``K * bound`` (``K`` products per output, ``bound = max_{u,v} sum_r |P[u,r] Q[v,r]|``), whatever
@@ -49,6 +51,7 @@ INT8_DIGIT_MAX = 128 * 128  # largest |digit product|; int32 accumulation needs 
 INT8_CONV_COST = 0.35  # one term of a oneDNN u8 x s8 conv vs one float32 conv (3-4.5x faster on VNNI)
 PACKED_WIDTHS = (1, 2, 4, 8)  # int8 conv terms per code fetched as one 8/16/32/64-bit value
 U8_PRODUCT_MAX = 255 * 128  # largest |u8 x s8 product| before the zero point is taken off (int32 sums)
+INT8_SPLIT_SCALES = (128, 64, 32, 16, 8, 4, 2, 1)  # int8 conv: a split term's high digit as (256/s) H x s Q
 MAX_SLICES = 64
 DEFAULT_MAX_RANK = 24
 
@@ -140,22 +143,68 @@ def int8_conv_width(terms: int) -> int:
     return next((b for b in PACKED_WIDTHS if b >= terms), terms)
 
 
-def int8_conv_zero_point(form: Form, terms: tuple[int, ...], k: int) -> int | None:
-    """Zero point ``z`` for running the kept `terms` (signs as `int8_factors`) as one exact u8 x s8 conv, or
-    None when they do not fit.
+def _split_columns(p: np.ndarray, q: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """`int8_conv_layout`'s columns at zero point `z`, or None."""
+    pc, qc = [], []
+    for t in range(p.shape[1]):
+        pt, qt = p[:, t], q[:, t]
+        if pt.min() + z >= 0 and pt.max() + z <= 255:
+            pc.append(pt)
+            qc.append(qt)
+            continue
+        lo = (pt + z) % 256 - z
+        hi = (pt - lo) // 256
+        for scale in INT8_SPLIT_SCALES:
+            qs, hs = qt * scale, hi * (256 // scale)
+            if qs.min() >= -128 and qs.max() <= 127 and hs.min() + z >= 0 and hs.max() + z <= 255:
+                break
+        else:
+            return None
+        pc += [lo, hs]
+        qc += [qt, qs]
+    return np.stack(pc, 1), np.stack(qc, 1)
 
-    Needs ``P + z`` in ``[0, 255]`` and ``Q`` in ``[-128, 127]``; the int32 sums before the zero point is
-    taken off within ``K * R * 255 * 128 < 2^31``; and the float32 output exact (``K * bound < 2^24``).
+
+def int8_conv_layout(form: Form, terms: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Columns ``(P', Q')`` and zero point ``z`` of ONE exact u8 x s8 conv over the kept `terms` (signs as
+    `int8_factors`): ``P' Q'^T == P Q^T``, ``P' + z`` in ``[0, 255]``, ``Q'`` in ``[-128, 127]``; None when
+    they do not fit.
+
+    A term whose P does not fit beside ``z`` is split into base-256 digits ``P = L + 256 H`` with ``L + z`` in
+    ``[0, 255]``, the high digit running as ``(256 / s) H`` against ``s Q`` for the largest ``s`` of
+    `INT8_SPLIT_SCALES` that keeps both in range (a w-split form's 0/1 indicator Q takes ``s = 64``: a u8xs4
+    random table's 16 terms become 32 int8 columns instead of 16 float32 terms). The zero point is tried as
+    ``max(0, -min P)`` (nothing split where everything fits) and as 128 (centred digits); fewer columns win.
     """
     if not terms:
         return None
     p, q = int8_factors(form, terms)
-    zero_point = max(0, -int(p.min()))
-    if int(p.max()) + zero_point > 255 or int(q.min()) < -128 or int(q.max()) > 127:
+    if int(q.min()) < -128 or int(q.max()) > 127:
         return None
-    if k * int8_conv_width(len(terms)) * U8_PRODUCT_MAX >= 2**31 or k * form.bound >= F32_EXACT:
+    best = None
+    for z in dict.fromkeys((max(0, -int(p.min())), 128)):
+        cols = _split_columns(p, q, z) if z <= 255 else None
+        if cols is not None and (best is None or cols[0].shape[1] < best[0].shape[1]):
+            best = (*cols, z)
+    return best
+
+
+def int8_conv_columns(form: Form, terms: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """`int8_conv_layout` where the conv is exact for `k` products per output, else None: the int32 sums
+    before the zero point is taken off within ``K * width * 255 * 128 < 2^31``, and the float32 output exact
+    (``K * bound < 2^24``)."""
+    layout = int8_conv_layout(form, terms)
+    if layout is None or k * form.bound >= F32_EXACT:
         return None
-    return zero_point
+    if k * int8_conv_width(layout[0].shape[1]) * U8_PRODUCT_MAX >= 2**31:
+        return None
+    return layout
+
+
+def int8_conv_zero_point(form: Form, terms: tuple[int, ...], k: int) -> int | None:
+    """Zero point of `int8_conv_columns` (one exact u8 x s8 conv over the kept `terms`), or None."""
+    columns = int8_conv_columns(form, terms, k)
+    return None if columns is None else columns[2]
 
 
 def accumulate_dtype(k: int, bound: float, divisors: list[int]) -> tuple[torch.dtype, int] | None:
@@ -226,9 +275,9 @@ class PreparedTable:
             if int8 and int8_feasible(k, pairs := int8_pairs(identity, (0,))):
                 best = min(best, Choice(-1, (0,), torch.float32, 1, len(pairs) * INT8_PAIR_COST, True),
                            key=lambda c: c.cost)
-            if int8_conv and (zero_point := int8_conv_zero_point(identity, (0,), k)) is not None:
-                best = min(best, Choice(-1, (0,), torch.float32, 1, INT8_CONV_COST, True, zero_point),
-                           key=lambda c: c.cost)
+            if int8_conv and (columns := int8_conv_columns(identity, (0,), k)) is not None:
+                cost = int8_conv_width(columns[0].shape[1]) * INT8_CONV_COST
+                best = min(best, Choice(-1, (0,), torch.float32, 1, cost, True, columns[2]), key=lambda c: c.cost)
             self._choices[key] = best
             return best
         best = None
@@ -248,11 +297,10 @@ class PreparedTable:
                 cost = max(len(pairs), 1) * INT8_PAIR_COST
                 if int8_feasible(k, pairs) and cost < best.cost:
                     best = Choice(i, terms, acc[0], acc[1], cost, True)
-            if int8_conv:
-                zero_point = int8_conv_zero_point(form, terms, k)
-                cost = int8_conv_width(len(terms)) * INT8_CONV_COST
-                if zero_point is not None and cost < best.cost:
-                    best = Choice(i, terms, torch.float32, 1, cost, True, zero_point)
+            if int8_conv and (columns := int8_conv_columns(form, terms, k)) is not None:
+                cost = int8_conv_width(columns[0].shape[1]) * INT8_CONV_COST
+                if cost < best.cost:
+                    best = Choice(i, terms, torch.float32, 1, cost, True, columns[2])
         if best is None:
             raise ValueError(
                 f"multiplier {self.name!r}: no exact float accumulation for {k} products per output"
