@@ -30,8 +30,9 @@ integer conv: the activation side is gathered as ``P[x] + z`` in uint8 with one 
 side is ``Q[w]`` in int8, and oneDNN accumulates ``sum (u - z) q`` in int32 (the zero point is taken off in
 int32 too) and converts to float32 with unit scales, which is exact while ``K * bound < 2^24``
 (`fames.emulation.plan.int8_conv_columns`; a term whose factors are wider than a byte runs as two
-columns, ``P = L + 256 H``, the high digit scaled against its weight: `int8_conv_layout`). Padded taps: with ``pad_taps`` the indices are padded with
-code 0 as in the interleaved float path; without, oneDNN pads with the zero point, i.e. with 0. Whether the
+columns, ``P = L + 256 H``, the high digit scaled against its weight: `int8_conv_layout`). Padded taps:
+with ``pad_taps`` the indices are padded with code 0 as in the interleaved float path; without, oneDNN pads
+with the zero point, i.e. with 0. Whether the
 device computes these sums exactly is checked once (`int8_conv_available`, saturating values included);
 set `INT8_CONV` False to force the float path.
 
