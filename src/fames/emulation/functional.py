@@ -431,7 +431,7 @@ def _plan_int8_conv(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedT
     cout, cin_g, kh, kw = w_int.shape
     weight = q[widx.long()].permute(0, 1, 4, 2, 3).reshape(cout, cin_g * width, kh, kw).contiguous()
     return WeightPlan(choice, None, form.denom, [], torch.float32, tuple(w_int.shape),
-                      qconv=QConvWeight(table, choice.zero_point, weight, groups))
+                      qconv=QConvWeight(table, zero_point, weight, groups))
 
 
 def _interleaved(choice: Choice) -> bool:
