@@ -435,7 +435,7 @@ def test_factor_signs_chosen_for_integer_units(monkeypatch) -> None:
     """``T = (a & ~7) w`` factors as ``P = -(a & ~7)``, ``Q = -w`` as readily as with both signs flipped, but
     ``-w`` spans ``[-127, 128]``: flipped it is 2 int8 digit pairs instead of 4 and fits a u8 x s8 conv. Both
     integer paths stay bit-exact and every term's product is unchanged."""
-    from fames.emulation.plan import int8_conv_zero_point, int8_factors, int8_pairs
+    from fames.emulation.plan import int8_conv_columns, int8_factors, int8_pairs
 
     fmt = OperandFormat.parse("u8xs8")
     mul = AppMul("drop3", fmt, np.outer(fmt.a_codes() & ~7, fmt.w_codes()))
@@ -447,7 +447,7 @@ def test_factor_signs_chosen_for_integer_units(monkeypatch) -> None:
                    for t in terms)
     form = next(f for f in prepared.forms if f.kind == "low-rank" and f.rank == 1)
     assert len(int8_pairs(form, (0,))) == 2
-    assert int8_conv_zero_point(form, (0,), 27) == 0
+    assert int8_conv_columns(form, (0,), 27)[2] == 0  # zero point 0
     plan, _ = _uncached_int8_linear(monkeypatch, mul, 40, 17)
     assert len(plan.blocks) == 2
     _int8_conv_plans(monkeypatch, [mul], 17)  # asserts the u8 x s8 conv path is taken, and bit-exact
@@ -479,7 +479,7 @@ def test_int8_conv_declines_what_it_cannot_hold_exactly(monkeypatch) -> None:
     """Activation factors spanning more than 255 whatever their signs, or sums that float32 cannot hold:
     the float path."""
     import fames.emulation.functional as fn
-    from fames.emulation.plan import int8_conv_zero_point
+    from fames.emulation.plan import int8_conv_columns
 
     if not fn.int8_conv_available(torch.device("cpu")):
         pytest.skip("no exact oneDNN u8 x s8 conv on this CPU build")
@@ -495,15 +495,15 @@ def test_int8_conv_declines_what_it_cannot_hold_exactly(monkeypatch) -> None:
     plan = fn.plan_conv2d_weight(w, prepared)
     form = prepared.forms[plan.choice.form]
     assert plan.choice.rank == 2  # the exact term u (0..255) and the error term (-1 or 1): P spans 257
-    assert int8_conv_zero_point(form, plan.choice.terms, 27) is None
+    assert int8_conv_columns(form, plan.choice.terms, 27) is None
     assert plan.qconv is None
     assert torch.equal(approx_conv2d(x, w, prepared, 1, 1, plan=plan).double(),
                        ref_conv2d(x, w, mul.table, fmt, padding=1).double())
     small = prepare(_error_in_columns(OperandFormat.parse("u4xs4"), 2, np.random.default_rng(1)))
     choice_form = small.forms[small.choose(np.ones(16, bool), 9, [1], int8_conv=True).form]
     terms = tuple(range(choice_form.rank))
-    assert int8_conv_zero_point(choice_form, terms, 9) is not None
-    assert int8_conv_zero_point(choice_form, terms, 2**24) is None  # K * bound >= 2^24
+    assert int8_conv_columns(choice_form, terms, 9) is not None
+    assert int8_conv_columns(choice_form, terms, 2**24) is None  # K * bound >= 2^24
 
 
 def test_int8_conv_off_uses_the_float_path(monkeypatch) -> None:

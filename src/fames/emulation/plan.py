@@ -201,12 +201,6 @@ def int8_conv_columns(form: Form, terms: tuple[int, ...], k: int) -> tuple[np.nd
     return layout
 
 
-def int8_conv_zero_point(form: Form, terms: tuple[int, ...], k: int) -> int | None:
-    """Zero point of `int8_conv_columns` (one exact u8 x s8 conv over the kept `terms`), or None."""
-    columns = int8_conv_columns(form, terms, k)
-    return None if columns is None else columns[2]
-
-
 def accumulate_dtype(k: int, bound: float, divisors: list[int]) -> tuple[torch.dtype, int] | None:
     """Pick the accumulation dtype for `k` products per output (see module docstring).
 
@@ -261,7 +255,7 @@ class PreparedTable:
         With ``int8=True`` (linear layers on a CPU with an int8 matmul) a form may instead be run as int8
         digit-pair matmuls, costing `INT8_PAIR_COST` per pair (`int8_pairs`); with ``int8_conv=True`` (conv
         layers on a CPU with oneDNN's u8 x s8 conv) as one int8 conv, costing `INT8_CONV_COST` per term
-        (`int8_conv_zero_point`). The cheapest wins.
+        (`int8_conv_columns`). The cheapest wins.
 
         Raises:
             ValueError: when no form is exactly representable in float64 for this `k`.
