@@ -342,6 +342,36 @@ def test_int8_same_shift_blocks_summed_in_int32(monkeypatch) -> None:
     assert len({b.shift for b in plan.blocks}) == 2 and len(plan.blocks) > 16
 
 
+def test_int8_indicator_weight_digit_matches_comparison() -> None:
+    """`_indicator` gives ``c [codes == v]`` for every code, including 0 and 255, and any int8 ``c``."""
+    import fames.emulation.functional as fn
+
+    codes = torch.arange(256, dtype=torch.uint8).repeat(3)
+    for v in (0, 1, 7, 128, 255):
+        for c in (1, -1, 3, -128, 127):
+            got = fn._indicator(codes, v, c).clone()
+            assert got.dtype == torch.int8
+            assert torch.equal(got, (codes == v).to(torch.int8) * c), (v, c)
+
+
+def test_int8_indicator_and_gathered_blocks_together(monkeypatch) -> None:
+    """A table exact but at two weight codes takes a w-split/error form: the exact term's weight digit is
+    gathered, the error terms' digits ``[w == v]`` are made by comparison; both kinds in one layer, and a
+    random u8xs4 table whose 32 blocks are all comparisons (no int32 indices kept), are bit-exact."""
+    fmt = OperandFormat.parse("u8xs4")
+    table = fmt.exact_table().copy()
+    rng = np.random.default_rng(3)
+    for code, high in ((3, 301), (5, 0)):  # code 5's error is never positive: its sign flips, c = -1
+        table[:, code - fmt.w_range[0]] += rng.integers(-300, high, size=table.shape[0])
+    plan, _ = _uncached_int8_linear(monkeypatch, AppMul("two_columns", fmt, table), 60, 13)
+    kinds = {b.indicator is not None for b in plan.blocks}
+    assert kinds == {True, False} and plan.widx is not None and plan.wcodes is not None
+    assert {b.indicator[1] for b in plan.blocks if b.indicator} == {1, -1}
+    mul = random_appmul(fmt, np.random.default_rng(5))
+    plan, _ = _uncached_int8_linear(monkeypatch, mul, 50, 14)
+    assert all(b.indicator is not None for b in plan.blocks) and plan.widx is None
+
+
 def test_int8_group_flushes_before_int32_can_overflow() -> None:
     """`_Int8Group` starts a new group when the int32 bound would reach 2^31: products near 2^30 each are
     widened before they are added, so the sum is exact; a new shift also starts a new group."""

@@ -92,7 +92,10 @@ class Int8Block:
         ta: activation-side digit table ``(|A|, nb)`` int8 (``(|A|,)`` when ``nb == 1``).
         tb: weight-side digit table ``(|W|, nb)`` int8 (``(|W|,)`` when ``nb == 1``).
         nb: digit pairs in the block.
-        b: cached gathered weight ``(out_features, in_features * nb)`` int8, or None (gathered per call).
+        b: cached gathered weight ``(out_features, in_features * nb)`` int8, or None (made per call).
+        indicator: ``(code index v, value c)`` when the block's weight digit is ``c [w == v]`` (a w-split
+            form's term: one non-zero entry in `tb`) and is made per call: then by one comparison of the
+            plan's uint8 codes instead of a gather (a u8xs4 random table's 32 blocks, see `_linear_int8`).
     """
 
     shift: int
@@ -100,6 +103,7 @@ class Int8Block:
     tb: torch.Tensor
     nb: int
     b: torch.Tensor | None
+    indicator: tuple[int, int] | None = None
 
 
 _PACKED = dict(zip(PACKED_WIDTHS, (torch.uint8, torch.int16, torch.int32, torch.int64), strict=True))
@@ -187,6 +191,8 @@ class WeightPlan:
         build: ``build(first term, term count)`` makes a chunk's batched weight.
         blocks: linear layers run as int8 digit-pair matmuls (``choice.int8``): the blocks; else None.
         widx: int8 blocks gathered per call: the flat int32 weight indices; else None.
+        wcodes: int8 blocks made per call by comparison (`Int8Block.indicator`): the flat uint8 weight
+            indices; else None.
         acc_dtype: int8 blocks: int32 when ``K sum_pairs 256^shift 128^2 < 2^31`` (no overflow), else int64.
         zero_taps: conv: ``sum_c d T[code 0, w[o, c, i, j]]`` as float64 ``(Cout, 1, kh, kw)``, else None.
         borders: conv: the padded taps' constant share per input geometry (made on first use).
@@ -206,6 +212,7 @@ class WeightPlan:
     zero_taps: torch.Tensor | None = None
     borders: dict = field(default_factory=dict)
     qconv: QConvWeight | None = None
+    wcodes: torch.Tensor | None = None
 
     def weight(self, t0: int, r: int, cached: torch.Tensor | None) -> torch.Tensor:
         return cached if cached is not None else self.build(t0, r)
@@ -386,7 +393,9 @@ def _plan_int8(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedTable,
                k: int) -> WeightPlan:
     """Int8 digit-pair blocks of a linear layer (`widx`: flat int32 weight indices). A block's gathered
     weight is cached in the plan while all cached blocks together stay within `INT8_CACHE` times the weight
-    tensor's bytes, else gathered per call (then the plan keeps `widx`, one weight's worth of bytes)."""
+    tensor's bytes, else made per call: by comparison with the uint8 weight codes (`wcodes`, a quarter of
+    the weight's bytes) where its digit is an indicator, else gathered (then the plan keeps `widx`, one
+    weight's worth of bytes)."""
     cout, cin = w_int.shape
     form = prepared.form(choice)
     pairs = int8_pairs(form, choice.terms)
@@ -403,15 +412,20 @@ def _plan_int8(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedTable,
             tb = torch.as_tensor(np.stack([b for _, _, b in part], 1), device=dev)
             if nb == 1:
                 ta, tb = ta[:, 0].contiguous(), tb[:, 0].contiguous()
-            b = None
+            b, indicator = None, None
             if cached + cout * cin * nb <= budget:
                 b = torch.index_select(tb, 0, widx).view(cout, cin * nb)
                 cached += b.numel()
-            blocks.append(Int8Block(shift, ta, tb, nb, b))
+            elif nb == 1 and int(torch.count_nonzero(tb)) == 1:
+                v = int(torch.nonzero(tb)[0, 0])
+                indicator = (v, int(tb[v]))
+            blocks.append(Int8Block(shift, ta, tb, nb, b, indicator))
     wide = sum(256**shift for shift, _, _ in pairs) * k * INT8_DIGIT_MAX >= 2**31
+    gathered = any(blk.b is None and blk.indicator is None for blk in blocks)
+    compared = any(blk.indicator is not None for blk in blocks)
     return WeightPlan(choice, None, form.denom, [], choice.dtype, tuple(w_int.shape), None, blocks,
-                      None if all(blk.b is not None for blk in blocks) else widx,
-                      torch.int64 if wide else torch.int32)
+                      widx if gathered else None, torch.int64 if wide else torch.int32,
+                      wcodes=widx.to(torch.uint8) if compared else None)
 
 
 def _plan_int8_conv(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedTable, choice: Choice,
@@ -817,6 +831,16 @@ class _Int8Group:
         self.shift, self.bound = None, 0
 
 
+def _indicator(codes: torch.Tensor, v: int, c: int) -> torch.Tensor:
+    """``c [codes == v]`` as int8, in a workspace: ``1 - min(codes ^ v, 1)`` in vectorised uint8 passes (4x
+    cheaper here than ``torch.eq`` into bool or a gather, neither of which is vectorised for one byte)."""
+    hit = _workspace(codes.numel(), torch.uint8, codes.device, "windicator")
+    torch.bitwise_xor(codes, v, out=hit)
+    hit.clamp_(max=1).neg_().add_(1)
+    out = hit.view(torch.int8)
+    return out if c == 1 else out.mul_(c)
+
+
 def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable, plan: WeightPlan) -> torch.Tensor:
     """``sum_blocks 256^shift * int8_mm(Pd[x], Qd[w]^T)`` accumulated exactly in int64, then converted to the
     output dtype (float32 only where the accumulator is below 2^24, as on the float path). Blocks of one shift
@@ -848,7 +872,9 @@ def _linear_int8(x2: torch.Tensor, w_int: torch.Tensor, prepared: PreparedTable,
             ga = _workspace(mb * cin * blk.nb, torch.int8, dev, "gather")
             torch.index_select(blk.ta, 0, idx, out=ga if blk.nb == 1 else ga.view(-1, blk.nb))
             wb = blk.b
-            if wb is None:
+            if wb is None and blk.indicator is not None:
+                wb = _indicator(plan.wcodes, *blk.indicator)
+            elif wb is None:
                 wb = _workspace(cout * cin * blk.nb, torch.int8, dev, "wgather")
                 torch.index_select(blk.tb, 0, plan.widx, out=wb if blk.nb == 1 else wb.view(-1, blk.nb))
             target = res if group is None else group.slot(blk.shift, cin * blk.nb * INT8_DIGIT_MAX, res, spare)
