@@ -31,8 +31,10 @@ counts. On CUDA, ``torch.cuda.max_memory_allocated`` is used.
 
 Linear layers may run as exact int8 digit-pair matmuls (``int8`` in a case row; ``int8_pairs`` digit pairs
 in ``int8_matmuls`` K-concatenated int8 matmuls), conv layers as one oneDNN u8 x s8 conv over all terms
-(``int8`` in a conv row); ``R_extra`` is still the number of factorisation terms minus one, i.e. the channel
-blocks the float path would use.
+(``int8`` in a conv row; ``int8_conv_columns`` input channels per activation channel: the terms, split into
+digits and padded as `fames.emulation.plan.int8_conv_layout` lays them out). The table's *int8* column
+shows a linear row's pairs and a conv row's columns (``c``). ``R_extra`` is still the number of
+factorisation terms minus one, i.e. the channel blocks the float path would use.
 
 The library is copied once at start (``--library``, default the built-in library file) and every
 library lookup of the run, memory probes included, reads that snapshot; its path and SHA-1 are recorded.
@@ -335,6 +337,7 @@ def run_layer_cases(args: argparse.Namespace) -> tuple[str, list[dict]]:
                 int8_matmul = bool(choice and choice.int8 and layer["kind"] == "linear")
                 pairs = len(int8_pairs(prepared.forms[choice.form], choice.terms)) if int8_matmul else 0
                 blocks = len(plan.blocks) if plan.blocks is not None else 0
+                conv_columns = plan.qconv.width if layer["kind"] == "conv" and plan.qconv is not None else 0
                 first_lib = kind != "library" or entry == tables[2][1]
                 mem_approx = measure_memory({"fmt": fmt_name, "layer": layer, "device": args.device,
                                              "kind": kind, "entry": entry, "variant": "approx",
@@ -347,6 +350,7 @@ def run_layer_cases(args: argparse.Namespace) -> tuple[str, list[dict]]:
                     "dtype": str(choice.dtype).replace("torch.", "") if choice else "float32",
                     "slices": choice.slices if choice else 1,
                     "int8": bool(choice and choice.int8), "int8_pairs": pairs, "int8_matmuls": blocks,
+                    "int8_conv_columns": conv_columns,
                     "t_exact_ms": te_m * 1e3, "t_approx_ms": ta_m * 1e3, "t_gather_ms": t_gather * 1e3,
                     "t_prepare_ms": t_prep * 1e3, "t_weight_plan_ms": t_plan * 1e3,
                     "approx_over_exact": ta_m / te_m, "t_approx_min_ms": min(ta) * 1e3,
@@ -449,13 +453,15 @@ def run_model(args: argparse.Namespace) -> list[dict]:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| format | layer | table | form | R | int8 pairs | dtype | exact ms | approx ms | gather ms "
+    head = ("| format | layer | table | form | R | int8 | dtype | exact ms | approx ms | gather ms "
             "| approx/exact | limit 2(1+R) | best-of ratio | wall ratio | gather/approx | mem approx/exact |")
     lines = [head, "|" + "---|" * 16]
     for r in rows:
         mem = "" if r["mem_ratio"] is None else f"{r['mem_ratio']:.2f}"
+        int8 = f"{r['int8_pairs']} pairs" if r["int8_pairs"] else (
+            f"{r['int8_conv_columns']}c" if r.get("int8_conv_columns") else "")
         lines.append(f"| {r['format']} | {r['layer']} | {r['table']} | {r['form']} | {r['R_extra']} "
-                     f"| {r['int8_pairs'] or ''} | {r['dtype']} | {r['t_exact_ms']:.2f} | {r['t_approx_ms']:.2f} "
+                     f"| {int8} | {r['dtype']} | {r['t_exact_ms']:.2f} | {r['t_approx_ms']:.2f} "
                      f"| {r['t_gather_ms']:.1f} | {r['approx_over_exact']:.2f} | {2 * (1 + r['R_extra'])} "
                      f"| {r['min_ratio']:.2f} | {r['wall_ratio']:.2f} | {r['gather_over_approx']:.1f} | {mem} |")
     return "\n".join(lines)
