@@ -4,7 +4,7 @@ Run (from the repository root, after journaled GA runs of ``paper_table.py --ga-
 per model on one core):
 
     .venv/bin/python benchmarks/ga_same_rule.py [--journals J1.jsonl J2.jsonl] [--max-checks 60] \
-        [--fames-record benchmarks/results/paper_table.json] [--results DIR]
+        [--curse 20] [--fames-record benchmarks/results/paper_table.json] [--results DIR]
 
 Default journals: ``benchmarks/results/ga_journal/ga_journal_vgg.jsonl``,
 ``benchmarks/results/ga_journal_resnet/ga_journal_resnet.jsonl`` and
@@ -28,6 +28,22 @@ below the budget (the walk goes on, measuring test drops, until it finds one). T
 no user could have chosen it that way; it bounds what the GA's run held that truly keeps the budget. Over
 thousands of evaluations a point-estimate rule keeps the candidates whose validation drop came out lucky
 (the winner's curse), so the own-rule best can break the budget on test.
+
+The winner's curse, measured (``--curse K``, default 20; 0 skips it): the test drops of the K own-rule
+feasible assignments with the largest savings (the GA's answer and its runners-up), against those of K
+others drawn at random (seeded) from the own-rule feasible assignments whose validation drop lies in the
+same range as the top K's. Both groups passed the same validation rule at the same drops; if the top
+ones came out lucky on validation, their test drops exceed their validation drops by more than the random
+group's do. Reported per group: mean validation drop, mean test drop, and the mean gap (test minus
+validation) with its standard error; and the difference of the gaps. The groups differ in saving too (the
+top ones are the largest), so a difference also admits that assignments saving more generalise worse at
+the same validation drop; the split offers no third sample to tell the two apart.
+
+How FAMES' estimates see the GA's answers (``--no-risk`` skips it): each answer's *sum of curvature* (the
+per-layer estimates summed, what the selection ILP bounds; plain multipliers, as the GA ran them, from a
+counting pass as `fames.select` makes it) against its *joint curvature* (`journal_ranking.py`: the
+per-group first-order terms summed over layers before squaring, so that errors of different layers can
+cancel), with the mean ratio joint / sum of both winner's-curse groups for comparison.
 """
 
 from __future__ import annotations
@@ -36,7 +52,7 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +61,7 @@ from _common import (
     DEFAULT_CHECKPOINT_DIR,
     RESULTS,
     ROOT,
+    SELECT_GROUPS,
     checkpoint_paths,
     environment,
     load_reference,
@@ -54,9 +71,12 @@ from _common import (
 )
 
 from fames.emulation.api import approximate_
+from fames.selection.api import COUNTING_BATCH, COUNTING_DTYPE
 from fames.selection.budget import DEFAULT_MAX_EVALUATIONS, default_confidence, paired_drop
 from fames.selection.evaluate import evaluate_model
 from fames.selection.genetic import read_journal
+from fames.sensitivity.counting import counting_matrices
+from fames.sensitivity.estimators import estimate_layer
 
 DEFAULT_JOURNALS = (RESULTS / "ga_journal" / "ga_journal_vgg.jsonl",
                     RESULTS / "ga_journal_resnet" / "ga_journal_resnet.jsonl",
@@ -143,6 +163,17 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
               + (f", test drop {info['test_drop']:.2f}" if "test_drop" in info else ""), flush=True)
         if same_rule is not None and on_test is not None:
             break
+    curse_assignments: dict[str, list[dict[str, str]]] = {}
+    curse = winners_curse(feasible, base_err, args.curse, lambda row: with_test_drop(
+        {"assignment": assignment(row["choice"])})["test_drop"], curse_assignments, assignment) if args.curse else None
+    if args.risk:
+        risk = risk_model(ref, library, args.batch_size)
+        for info in {id(x): x for x in (ga_best, same_rule, on_test) if x is not None}.values():
+            info.update(risk(info["assignment"]))
+        if curse:
+            for name in ("top", "random"):
+                ratios = [r["joint_curvature"] / r["sum_curvature"] for r in map(risk, curse_assignments[name])]
+                curse[name]["joint_over_sum_mean"] = float(np.mean(ratios))
     fames = json.loads(record_path.read_text())["models"][model_name]
     resolved = path.resolve()
     return {"model": model_name,
@@ -151,7 +182,100 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
             "budget": budget, "checked": checked, "error_mismatches": int(mismatches),
             "ga_best_own_rule": ga_best, "ga_best_fames_rule": same_rule, "ga_best_within_budget_on_test": on_test,
             "fames_reduction": fames["energy_reduction"], "fames_seconds": fames["fames_seconds"],
-            "fames_test_drop": fames["accuracy_drop"]}
+            "fames_test_drop": fames["accuracy_drop"], "winners_curse": curse}
+
+
+def risk_model(ref, library, batch_size: int) -> Callable[[Mapping[str, str]], dict[str, float]]:
+    """``assignment -> {"sum_curvature", "joint_curvature"}`` from one counting pass as `fames.select` makes
+    it (its calibration images and groups), plain multipliers."""
+    counts = counting_matrices(ref.model, (ref.calibration.x, ref.calibration.y), groups=SELECT_GROUPS,
+                               batch_size=min(batch_size, COUNTING_BATCH), dtype=COUNTING_DTYPE)
+
+    def risk(assignment: Mapping[str, str]) -> dict[str, float]:
+        total, joint = 0.0, 0.0
+        for layer, name in assignment.items():
+            lc, mul = counts.layers[layer], library.get(name)
+            total += max(estimate_layer(lc, [mul], "curvature")[name], 0.0)
+            joint = joint + np.einsum("gab,ab->g", lc.groups, mul.error_table.astype(np.float64))
+        return {"sum_curvature": total, "joint_curvature": 0.5 * float(np.sum(np.square(joint))) / counts.n_samples}
+
+    return risk
+
+
+def winners_curse(feasible: Sequence[dict[str, Any]], base_err: float, k: int,
+                  test_drop: Callable[[dict[str, Any]], float], chosen: dict[str, list[dict[str, str]]],
+                  assignment: Callable[[Sequence[int]], dict[str, str]]) -> dict[str, Any] | None:
+    """Validation and test drops of the `k` own-rule feasible assignments with the largest savings
+    (`feasible` sorted by energy, lowest first) against `k` drawn at random from the rest whose validation
+    drop lies in the top ones' range; None when fewer than `k` such others exist. The groups' assignments
+    are left in `chosen` (``"top"``, ``"random"``)."""
+    top = list(feasible[:k])
+    drops = [100.0 * (r["error"] - base_err) for r in top]
+    lo, hi = min(drops), max(drops)
+    pool = [r for r in feasible[k:] if lo <= 100.0 * (r["error"] - base_err) <= hi]
+    if len(top) < k or len(pool) < k:
+        return None
+    picks = np.random.default_rng(0).choice(len(pool), size=k, replace=False)
+    groups = {}
+    for name, rows in (("top", top), ("random", [pool[i] for i in sorted(picks)])):
+        val = np.array([100.0 * (r["error"] - base_err) for r in rows])
+        test = np.array([test_drop(r) for r in rows])
+        gap = test - val
+        chosen[name] = [assignment(r["choice"]) for r in rows]
+        groups[name] = {"n": k, "reduction_mean": float(np.mean([100.0 * (1.0 - r["energy"]) for r in rows])),
+                        "validation_drop_mean": float(val.mean()), "test_drop_mean": float(test.mean()),
+                        "gap_mean": float(gap.mean()), "gap_se": float(gap.std(ddof=1) / np.sqrt(k)),
+                        "test_over_budget": int((test >= 1.0).sum())}
+    diff = groups["top"]["gap_mean"] - groups["random"]["gap_mean"]
+    se = float(np.hypot(groups["top"]["gap_se"], groups["random"]["gap_se"]))
+    return {"validation_drop_range": [lo, hi], "pool": len(pool), **groups, "gap_difference": diff,
+            "gap_difference_se": se}
+
+
+def curse_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown section of the winner's-curse measurement ('' when no model has one)."""
+    def group(g: dict[str, Any]) -> list[Any]:
+        return [g["reduction_mean"], g["validation_drop_mean"], g["test_drop_mean"],
+                f"{g['gap_mean']:+.3f} ± {g['gap_se']:.3f}", f"{g['test_over_budget']}/{g['n']}"]
+
+    lines = []
+    for r in rows:
+        if c := r.get("winners_curse"):
+            lo, hi = c["validation_drop_range"]
+            lines.append([r["model"], c["top"]["n"], f"{lo:.2f}-{hi:.2f}", *group(c["top"]), *group(c["random"]),
+                          f"{c['gap_difference']:+.3f} ± {c['gap_difference_se']:.3f}"])
+    if not lines:
+        return ""
+    return ("\n\n### The winner's curse\n\nThe GA's top own-rule feasible assignments by saving against as many "
+            "others drawn at random from its own-rule feasible assignments in the same range of validation drop; "
+            "gap: test drop minus validation drop (mean ± standard error); test >= 1: assignments whose test drop "
+            "breaks the budget.\n\n" + markdown_table(
+                ["model", "n", "val drop range", "top: mean %", "val drop", "test drop", "gap", "test >= 1",
+                 "random: mean %", "val drop", "test drop", "gap", "test >= 1", "gap difference"], lines))
+
+
+def risk_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown section of the GA answers' sum and joint curvature ('' when not measured)."""
+    readings = (("own rule", "ga_best_own_rule"), ("FAMES' rule", "ga_best_fames_rule"),
+                ("within budget on test", "ga_best_within_budget_on_test"))
+    lines = []
+    for r in rows:
+        curse = r.get("winners_curse") or {}
+        groups = [f"{curse[g]['joint_over_sum_mean']:.2f}" if "joint_over_sum_mean" in curse.get(g, {}) else "-"
+                  for g in ("top", "random")]
+        for label, key in readings:
+            info = r.get(key) or {}
+            if "sum_curvature" in info:
+                lines.append([r["model"], label, info["reduction"], info["sum_curvature"], info["joint_curvature"],
+                              info["joint_curvature"] / info["sum_curvature"], *groups])
+    if not lines:
+        return ""
+    return ("\n\n### The GA's answers as FAMES' estimates see them\n\nCurvature estimates of the plain "
+            "assignments (counting pass as `fames.select`'s): the sum over layers (what the selection ILP bounds) "
+            "and the joint estimate (per-group terms summed over layers before squaring: errors of different "
+            "layers may cancel); last columns: the mean joint / sum of the winner's-curse groups.\n\n"
+            + markdown_table(["model", "GA reading", "reduction %", "sum of curvature", "joint curvature",
+                              "joint / sum", "top group joint / sum", "random group joint / sum"], lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,6 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--fames-record", type=Path, default=RESULTS / "paper_table.json",
                    help="paper_table record whose FAMES figures are shown beside the GA's")
+    p.add_argument("--curse", type=int, default=20,
+                   help="assignments per group of the winner's-curse measurement (0: skip it)")
+    p.add_argument("--no-risk", dest="risk", action="store_false",
+                   help="skip FAMES' sum and joint curvature of the GA's answers")
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     missing = [str(j) for j in args.journals if not j.is_file()]
@@ -192,6 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           "the paired validation drop <= budget. Within budget on test: the best of the GA's own-rule feasible "
           "assignments whose test drop is below the budget (an oracle reading, generous to the GA: the test split "
           "picks it). Drops in points, times on the GA's journaled clock.\n\n" + table)
+    md += curse_table(rows) + risk_table(rows)
     write_outputs("ga_same_rule", record, md, args.results)
     return 0
 
