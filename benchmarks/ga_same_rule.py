@@ -164,7 +164,7 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
         if same_rule is not None and on_test is not None:
             break
     curse_assignments: dict[str, list[dict[str, str]]] = {}
-    curse = winners_curse(feasible, base_err, args.curse, lambda row: with_test_drop(
+    curse = winners_curse(feasible, base_err, budget, args.curse, lambda row: with_test_drop(
         {"assignment": assignment(row["choice"])})["test_drop"], curse_assignments, assignment) if args.curse else None
     if args.risk:
         risk = risk_model(ref, library, args.batch_size)
@@ -202,7 +202,7 @@ def risk_model(ref, library, batch_size: int) -> Callable[[Mapping[str, str]], d
     return risk
 
 
-def winners_curse(feasible: Sequence[dict[str, Any]], base_err: float, k: int,
+def winners_curse(feasible: Sequence[dict[str, Any]], base_err: float, budget: float, k: int,
                   test_drop: Callable[[dict[str, Any]], float], chosen: dict[str, list[dict[str, str]]],
                   assignment: Callable[[Sequence[int]], dict[str, str]]) -> dict[str, Any] | None:
     """Validation and test drops of the `k` own-rule feasible assignments with the largest savings
@@ -225,10 +225,10 @@ def winners_curse(feasible: Sequence[dict[str, Any]], base_err: float, k: int,
         groups[name] = {"n": k, "reduction_mean": float(np.mean([100.0 * (1.0 - r["energy"]) for r in rows])),
                         "validation_drop_mean": float(val.mean()), "test_drop_mean": float(test.mean()),
                         "gap_mean": float(gap.mean()), "gap_se": float(gap.std(ddof=1) / np.sqrt(k)),
-                        "test_over_budget": int((test >= 1.0).sum())}
+                        "test_over_budget": int((test >= budget).sum())}
     diff = groups["top"]["gap_mean"] - groups["random"]["gap_mean"]
     se = float(np.hypot(groups["top"]["gap_se"], groups["random"]["gap_se"]))
-    return {"validation_drop_range": [lo, hi], "pool": len(pool), **groups, "gap_difference": diff,
+    return {"validation_drop_range": [lo, hi], "budget": budget, "pool": len(pool), **groups, "gap_difference": diff,
             "gap_difference_se": se}
 
 
