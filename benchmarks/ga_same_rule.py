@@ -163,9 +163,8 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
               + (f", test drop {info['test_drop']:.2f}" if "test_drop" in info else ""), flush=True)
         if same_rule is not None and on_test is not None:
             break
-    curse_assignments: dict[str, list[dict[str, str]]] = {}
-    curse = winners_curse(feasible, base_err, budget, args.curse, lambda row: with_test_drop(
-        {"assignment": assignment(row["choice"])})["test_drop"], curse_assignments, assignment) if args.curse else None
+    curse, curse_assignments = winners_curse(feasible, base_err, budget, args.curse, lambda row: with_test_drop(
+        {"assignment": assignment(row["choice"])})["test_drop"], assignment) if args.curse else (None, {})
     if args.risk:
         risk = risk_model(ref, library, args.batch_size)
         for info in {id(x): x for x in (ga_best, same_rule, on_test) if x is not None}.values():
@@ -203,18 +202,19 @@ def risk_model(ref, library, batch_size: int) -> Callable[[Mapping[str, str]], d
 
 
 def winners_curse(feasible: Sequence[dict[str, Any]], base_err: float, budget: float, k: int,
-                  test_drop: Callable[[dict[str, Any]], float], chosen: dict[str, list[dict[str, str]]],
-                  assignment: Callable[[Sequence[int]], dict[str, str]]) -> dict[str, Any] | None:
+                  test_drop: Callable[[dict[str, Any]], float], assignment: Callable[[Sequence[int]], dict[str, str]]
+                  ) -> tuple[dict[str, Any] | None, dict[str, list[dict[str, str]]]]:
     """Validation and test drops of the `k` own-rule feasible assignments with the largest savings
     (`feasible` sorted by energy, lowest first) against `k` drawn at random from the rest whose validation
-    drop lies in the top ones' range; None when fewer than `k` such others exist. The groups' assignments
-    are left in `chosen` (``"top"``, ``"random"``)."""
+    drop lies in the top ones' range (None when fewer than `k` such others exist), and the groups'
+    assignments (``"top"``, ``"random"``)."""
     top = list(feasible[:k])
     drops = [100.0 * (r["error"] - base_err) for r in top]
     lo, hi = min(drops), max(drops)
     pool = [r for r in feasible[k:] if lo <= 100.0 * (r["error"] - base_err) <= hi]
     if len(top) < k or len(pool) < k:
-        return None
+        return None, {}
+    chosen: dict[str, list[dict[str, str]]] = {}
     picks = np.random.default_rng(0).choice(len(pool), size=k, replace=False)
     groups = {}
     for name, rows in (("top", top), ("random", [pool[i] for i in sorted(picks)])):
@@ -229,7 +229,7 @@ def winners_curse(feasible: Sequence[dict[str, Any]], base_err: float, budget: f
     diff = groups["top"]["gap_mean"] - groups["random"]["gap_mean"]
     se = float(np.hypot(groups["top"]["gap_se"], groups["random"]["gap_se"]))
     return {"validation_drop_range": [lo, hi], "budget": budget, "pool": len(pool), **groups, "gap_difference": diff,
-            "gap_difference_se": se}
+            "gap_difference_se": se}, chosen
 
 
 def curse_table(rows: Sequence[dict[str, Any]]) -> str:
