@@ -25,9 +25,10 @@ the Spearman correlation between the measured validation drop and:
 ``--groups`` sets the micro-batch groups of the counting pass (default: `fames.select`'s 32). The joint
 predictors need per-group terms of every layer, and their cross-layer products are estimated from the groups:
 ``--groups 1024`` (one sample per group at the 1,024 calibration images) is the per-sample version.
-``benchmarks/results/journal_ranking_groups/g32/`` and ``.../g1024/`` hold both on the journals as they were then
-(4,212 VGG and 6,987 ResNet assignments); the record at the top level, the one `fidelity.py` scores, is the
-default command on the whole journals of the tenth sitting of issue 5 (4,212 and 10,043).
+``benchmarks/results/journal_ranking_groups/g32/`` and ``.../g1024/`` hold both (``--groups 32`` and
+``--groups 1024 --results benchmarks/results/journal_ranking_groups/g1024``); they and the record at the top
+level, the one `fidelity.py` scores (the default command, so the same as ``g32``), are on the whole
+journals of the eleventh sitting of issue 5 (4,212 VGG and 11,268 ResNet assignments).
 
 Bands of measured validation drop: all assignments, at most 3 points, and 0.3 to 2 points (around a 1-point
 budget).
