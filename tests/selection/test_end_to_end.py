@@ -47,6 +47,11 @@ def test_select_end_to_end(setup) -> None:
     macs = count_macs(model, val[0][:1])
     rep = model_energy(macs, sel.assignment, lib, layer_specs(model))
     assert rep.reduction_pct == pytest.approx(sel.reduction_pct)
+    # the candidates the search started from hold the choice, at the energy the report gives
+    problem = sel.problem
+    chosen = [problem.options[i].index(sel.assignment[layer]) for i, layer in enumerate(problem.layers)]
+    exact_cost = problem.choice_cost(problem.exact)[0]
+    assert 100.0 * (1.0 - problem.choice_cost(chosen)[0] / exact_cost) == pytest.approx(sel.reduction_pct)
     # the measured accuracy is reproducible with the real emulation and the compensation offsets
     assert sel.compensated and set(sel.offsets) <= set(sel.assignment)
     sel.apply(model, lib)

@@ -20,7 +20,7 @@ from fames.selection.budget import (
     search_budget,
 )
 from fames.selection.evaluate import EVALUATION_BATCH, ApplyFn, default_apply, make_evaluator
-from fames.selection.ilp import build_problem
+from fames.selection.ilp import KnapsackProblem, build_problem
 from fames.sensitivity.compensation import OffsetTable, choose_compensation
 from fames.sensitivity.counting import counting_matrices
 from fames.sensitivity.estimators import DEFAULT_ESTIMATOR, ESTIMATORS, layer_sensitivities, sensitivity_table
@@ -65,6 +65,8 @@ class Selection:
         pad_taps: padding convention of the selection.
         anchors: the measured per-layer corrections of the estimates (`fames.selection.anchors`; empty
             with ``anchor=False``).
+        problem: the knapsack candidates with the estimates the budget search started from (anchored; the
+            search's own rescaling is not in it).
     """
 
     assignment: dict[str, str]
@@ -85,6 +87,7 @@ class Selection:
     offset_table: OffsetTable | None = None
     pad_taps: bool = True
     anchors: list[Anchor] = field(default_factory=list)
+    problem: KnapsackProblem | None = None
 
     @property
     def offsets(self) -> dict[str, list[int]]:
@@ -241,4 +244,5 @@ def select(
         offset_table=offsets,
         pad_taps=pad_taps,
         anchors=anchors,
+        problem=problem,
     )
