@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -141,7 +142,7 @@ def solve_knapsack(problem: KnapsackProblem, tau: float, time_limit: float = 60.
         cut_cols = np.array([offsets[layer] + option for cut in cuts for layer, option in cut])
         a_cut = coo_matrix((np.ones(cut_cols.size), (cut_rows, cut_cols)), shape=(len(cuts), n_var))
         constraints.append(LinearConstraint(a_cut, -np.inf, np.array([len(cut) - 1 for cut in cuts])))
-    with _stdout_to_stderr():
+    with _solver_output_to_log():
         res = milp(c, constraints=constraints, integrality=np.ones(n_var), bounds=Bounds(0, 1),
                    options={"time_limit": time_limit})
     seconds = time.perf_counter() - start
@@ -158,21 +159,31 @@ def solve_knapsack(problem: KnapsackProblem, tau: float, time_limit: float = 60.
 
 
 @contextmanager
-def _stdout_to_stderr() -> Iterator[None]:
-    """Send file descriptor 1 to stderr meanwhile: some HiGHS builds ``printf`` debug lines (e.g.
-    ``HighsMipSolverData::transformNewIntegerFeasibleSolution``) that would corrupt ``--json`` output."""
+def _solver_output_to_log() -> Iterator[None]:
+    """Send file descriptors 1 and 2 to a temporary file meanwhile and log what was written at DEBUG level:
+    some HiGHS builds ``printf`` debug lines (e.g. ``HighsMipSolverData::transformNewIntegerFeasibleSolution
+    tmpSolver.run();``, three per ResNet selection) that would corrupt ``--json`` output on stdout and
+    clutter every user's terminal on stderr."""
     try:
         sys.stdout.flush()
-        saved = os.dup(1)
-    except (OSError, ValueError):  # no real descriptor 1 (embedded interpreters): nothing to protect
+        sys.stderr.flush()
+        saved = (os.dup(1), os.dup(2))
+    except (OSError, ValueError):  # no real descriptors (embedded interpreters): nothing to protect
         yield
         return
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+    with tempfile.TemporaryFile() as sink:
+        try:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            for line in sink.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    log.debug("HiGHS: %s", line)
 
 
 def _exact_solution(problem: KnapsackProblem, tau: float, message: str, seconds: float) -> IlpSolution:
