@@ -69,7 +69,9 @@ Per reference checkpoint ``<dir>/<model>_mp.safetensors`` (dataset from its head
 ``--ga-time-limit S`` stops the genetic search after S seconds: every individual created later is answered
 without evaluation as infeasible (so it cannot become the answer), the history is cut at the stop, and the
 record says ``ga_stopped: true`` -- the GA's reduction is then what it had reached and the speedup a lower
-bound of the speedup to its plateau.
+bound of the speedup to its plateau. ``--ga-patience N`` stops it the same way once N evaluations in a row
+found no cheaper feasible individual (a plateau rule on the GA's own evaluations; a replay with the same N
+stops where the run stopped).
 
 ``--ga-journal DIR`` makes a long GA resumable (`fames.selection.genetic_search`'s journal): every evaluation
 goes to ``DIR/ga_journal_<model>.jsonl`` as it happens; run the same command again (with a larger
@@ -132,6 +134,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ga-pop", type=int, default=None, help="NSGA-II population (default 32, quick 12)")
     p.add_argument("--ga-gen", type=int, default=None, help="NSGA-II generations (default 30, quick 5)")
     p.add_argument("--ga-time-limit", type=float, default=None, help="stop the GA after this many seconds")
+    p.add_argument("--ga-patience", type=int, default=None,
+                   help="stop the GA after this many evaluations in a row without a cheaper feasible individual")
     p.add_argument("--no-ga", action="store_true", help="skip the genetic baseline")
     p.add_argument("--no-compensation", action="store_true",
                    help="FAMES without mean-error compensation (the ablation)")
@@ -166,6 +170,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.ga_long and (args.no_ga or args.ga_from or args.ga_journal or args.quick):
         p.error("--ga-long takes the GA side from the long runs: not with --no-ga, --ga-from, --ga-journal or --quick")
+    if args.ga_patience is not None and args.ga_patience < 1:
+        p.error(f"--ga-patience must be >= 1 evaluation, got {args.ga_patience}")
     args.ga_pop = args.ga_pop or (12 if args.quick else 32)
     args.ga_gen = args.ga_gen or (5 if args.quick else 30)
     return args
@@ -218,7 +224,7 @@ def run_ga(ref: Reference, library, problem: KnapsackProblem, args: argparse.Nam
         return genetic_search(ref.model, library, problem,
                               make_evaluator(ref.data.val.x, ref.data.val.y, args.batch_size), args.budget,
                               pop_size=args.ga_pop, generations=args.ga_gen, seed=args.seed,
-                              journal=journal, time_limit=args.ga_time_limit)
+                              journal=journal, time_limit=args.ga_time_limit, patience=args.ga_patience)
     finally:
         approximate_(ref.model, {}, library)
 
@@ -479,7 +485,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mean_energy_reduction": float(np.mean([m["energy_reduction"] for m in models.values()])),
         "settings": {"mode": "quick" if args.quick else "full", "library": lib_label, "budget": args.budget,
                      "calibration": args.calibration, "validation": "val split", "ga_pop": args.ga_pop,
-                     "ga_gen": args.ga_gen, "ga_time_limit": args.ga_time_limit, "ga": not args.no_ga,
+                     "ga_gen": args.ga_gen, "ga_time_limit": args.ga_time_limit,
+                     "ga_patience": args.ga_patience, "ga": not args.no_ga,
                      "seed": args.seed, "batch_size": args.batch_size,
                      "ga_from": str(args.ga_from) if args.ga_from else None, "ga_long": args.ga_long,
                      "compensation": not args.no_compensation, "device": args.device,

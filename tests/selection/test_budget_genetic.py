@@ -402,6 +402,46 @@ def test_genetic_journal_resumes_the_same_search(tmp_path, monkeypatch) -> None:
                                apply_fn=first.apply, journal=journal)
 
 
+def _patience_stop(journal_rows: list[dict], budget_pts: float, patience: int) -> int | None:
+    """Evaluations (the baseline included) after which a search evaluating `journal_rows` in order stops
+    with `patience`: the first count that many past the last cheaper feasible one (None: never)."""
+    base_err = journal_rows[0]["error"]
+    best, last = 1.0, 1
+    for n, row in enumerate(journal_rows[1:], start=2):
+        if n - 1 - last >= patience:
+            return n - 1
+        if 100.0 * (row["error"] - base_err) <= budget_pts + 1e-9 and row["energy"] < best:
+            best, last = row["energy"], n
+    return None
+
+
+def test_genetic_patience_stops_where_the_best_stopped_improving(tmp_path, monkeypatch) -> None:
+    import json
+
+    problem, _ = _misestimated_problem()
+    journal = tmp_path / "ga.jsonl"
+    whole = _ga_run(problem, ClockedWorld(problem), monkeypatch, journal=journal)
+    rows = [json.loads(line) for line in journal.read_text().splitlines()[1:]]
+    assert not whole.stopped and len(rows) == whole.evaluations
+    stops = {k: _patience_stop(rows, 1.0, k) for k in range(1, 8)}
+    early = [(k, n) for k, n in stops.items() if n is not None and n < len(rows)]
+    patience, evaluations = max(early, key=lambda kn: kn[1])  # the latest early stop (here 7 -> 24 of 46)
+    world = ClockedWorld(problem)
+    res = _ga_run(problem, world, monkeypatch, patience=patience)
+    assert res.stopped and res.evaluations == evaluations == world.calls
+    assert res.settings["patience"] == patience and res.history[-1].stopped
+    # the answer is the cheapest feasible individual of the evaluations made
+    base_err = rows[0]["error"]
+    best = min(r["energy"] for r in rows[:evaluations] if 100.0 * (r["error"] - base_err) <= 1.0 + 1e-9)
+    assert res.reduction_pct == pytest.approx(100.0 * (1.0 - best))
+    # replaying the whole journal with the same patience stops at the same place, evaluating nothing
+    replay = ClockedWorld(problem)
+    again = _ga_run(problem, replay, monkeypatch, journal=journal, patience=patience)
+    assert replay.calls == 0 and again.evaluations == evaluations and again.assignment == res.assignment
+    with pytest.raises(ValueError, match="patience"):
+        _ga_run(problem, ClockedWorld(problem), monkeypatch, patience=0)
+
+
 def test_loss_attribution_rescales_the_culprit_layer_on_a_copy(caplog) -> None:
     estimated, true = _misestimated_problem()
     before = [r.copy() for r in estimated.risk]

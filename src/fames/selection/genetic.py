@@ -20,7 +20,10 @@ deterministic given its seed and the fitness values, so it retraces the same pat
 last sitting stopped. Its clock counts a replayed evaluation at its journaled seconds, so the history's
 times are those of one uninterrupted run. ``time_limit=`` (on that clock) stops a sitting: an individual
 created later is answered as infeasible without evaluation (and not journaled), so it cannot become the
-answer.
+answer. ``patience=`` stops the search the same way once that many evaluations in a row found no cheaper
+feasible individual: a stopping rule that says where the GA's plateau is, on its own evaluations rather than
+on a machine's clock (journaled evaluations count too, so a replay with the same patience stops where the
+run stopped).
 """
 
 from __future__ import annotations
@@ -230,7 +233,7 @@ def seed_population(n_options: list[int], exact: list[int], pop_size: int, rng: 
 
 
 class _History(Callback):
-    """Records every generation; ends the run once the time limit has stopped the search."""
+    """Records every generation; ends the run once the time limit or the patience has stopped the search."""
 
     def __init__(self, record) -> None:
         super().__init__()
@@ -255,6 +258,7 @@ def genetic_search(
     max_mix_layers: int = 3,
     journal: str | os.PathLike | None = None,
     time_limit: float | None = None,
+    patience: int | None = None,
 ) -> GeneticResult:
     """NSGA-II over per-layer choices with measured accuracy (the baseline FAMES is compared with).
 
@@ -273,19 +277,24 @@ def genetic_search(
         journal: JSON-lines file to append every evaluation to, and to replay from when it exists (it must
             come from a search with the same space and settings; more generations are fine).
         time_limit: seconds (journaled time included) after which no new individual is evaluated.
+        patience: evaluations in a row without a cheaper feasible individual after which no new individual
+            is evaluated (None: no such stop).
 
     Returns:
         A `GeneticResult`.
 
     Raises:
-        ValueError: `pop_size` < 2 or `generations` < 1, or a journal of another search.
+        ValueError: `pop_size` < 2, `generations` < 1, `patience` < 1, or a journal of another search.
     """
     if pop_size < 2 or generations < 1:
         raise ValueError(f"need pop_size >= 2 and generations >= 1, got {pop_size} and {generations}")
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be >= 1 evaluation, got {patience}")
     apply_fn = apply_fn or default_apply()
     start = time.perf_counter()
     replayed_seconds, replayed = 0.0, 0
     stopped_at: float | None = None
+    out_of_patience = False
     log_book = None
     if journal is not None:
         log_book = EvaluationJournal(journal, {
@@ -331,18 +340,37 @@ def genetic_search(
             choice[i] = g
         return tuple(choice)
 
+    best_energy, last_gain = 1.0, 1  # cheapest feasible relative energy, evaluations when it was found
+
+    def must_stop(choice: tuple[int, ...]) -> bool:
+        """Whether `choice` (not yet in the cache) is answered without evaluation: the patience ran out
+        (journaled or not), or the time limit (not journaled)."""
+        nonlocal stopped_at, out_of_patience
+        if not out_of_patience and patience is not None and len(cache) - last_gain >= patience:
+            out_of_patience = True
+            stopped_at = elapsed() if stopped_at is None else stopped_at
+            log.warning("GA: no cheaper feasible individual in the last %d evaluations (%d in all): stopping",
+                        patience, len(cache))
+        if out_of_patience:
+            return True
+        if journaled(choice) is None and time_limit is not None and (
+                stopped_at is not None or elapsed() > time_limit):
+            if stopped_at is None:
+                stopped_at = elapsed()
+                log.warning("GA time limit %.0f s reached after %d evaluations: stopping", time_limit, len(cache))
+            return True
+        return False
+
     def fitness(genome: tuple[int, ...]) -> tuple[list[float], list[float]]:
-        nonlocal stopped_at
+        nonlocal best_energy, last_gain
         choice = full(genome)
         if choice not in cache:
-            if journaled(choice) is None and time_limit is not None and (
-                    stopped_at is not None or elapsed() > time_limit):
-                if stopped_at is None:
-                    stopped_at = elapsed()
-                    log.warning("GA time limit %.0f s reached after %d evaluations: stopping", time_limit,
-                                len(cache))
+            if must_stop(choice):
                 return [relative_energy(choice), 1.0], [base_acc - budget_pts]  # infeasible, never the answer
             cache[choice] = measure(choice, problem.assignment(choice))
+            energy, err = cache[choice]
+            if base_acc - 100.0 * (1.0 - err) <= budget_pts + 1e-9 and energy < best_energy:
+                best_energy, last_gain = energy, len(cache)
         energy, err = cache[choice]
         drop = base_acc - 100.0 * (1.0 - err)
         return [energy, err], [drop - budget_pts]
@@ -355,7 +383,7 @@ def genetic_search(
         return min(within_budget(), key=lambda t: t[1])
 
     def record(gen: int) -> bool:
-        """Append the generation's record; True once the time limit stopped the search."""
+        """Append the generation's record; True once the time limit or the patience stopped the search."""
         if history and history[-1].stopped:
             return True  # pymoo may report once more while it winds down
         _, energy, _ = best_within_budget()
@@ -371,7 +399,8 @@ def genetic_search(
                  "eliminate_duplicates": True}
     settings = {"algorithm": "NSGA-II", "pop_size": pop_size, "generations": generations, "seed": seed,
                 "objectives": ["energy / energy_exact", "1 - accuracy"],
-                "constraint": f"drop_pts - {budget_pts} <= 0", "budget_pts": budget_pts, **operators,
+                "constraint": f"drop_pts - {budget_pts} <= 0", "budget_pts": budget_pts, "patience": patience,
+                **operators,
                 "seeding": {**seeding, "max_mix_layers": max_mix_layers, "source": "numpy default_rng(seed)"},
                 "free_layers": len(free)}
     algorithm = NSGA2(
