@@ -24,17 +24,17 @@ within a slack, for three risks:
 Every answer is evaluated on the whole validation split (drop, its upper bound at the selection's level,
 and whether fames' rule accepts it) and on the test split (reported only; it steers nothing).
 
-Measured (the committed record, 2026-12-07, twelfth sitting of issue 5; one core, the other running
-ResNet's GA): around fames' 31.07 % (validation drop 0.78, upper bound 0.98, test 0.57) the calibration
+Measured (the committed record, 2026-12-08, twelfth sitting of issue 5; one core, the other running
+benchmarks): around fames' 31.07 % (validation drop 0.78, upper bound 0.98, test 0.57) the calibration
 images rank ResNet's cheaper moves as the validation prefix does (Spearman 0.953; the estimates 0.841), and
 the local ILP finds assignments the estimates did not: with *max(calibration, estimate)* 36.8-38.2 % at
-test drops of 0.66-0.92, as low as the GA's 36.78 % (test 0.92). But their validation drops are 1.46-1.52,
-and fames' rule (the upper 80 % bound within 1 point) accepts only one answer of the eighteen: 32.53 %
-(two moves; validation 0.62, upper 0.82, test 0.69), with the validation prefix in the risk (a fifth of
-the images the rule then judges on). The next ones
-measure 0.90 and 0.96 (34.35 and 35.81 %, upper bounds 1.12 and 1.18). Measuring ResNet's 556 moves took
-490 s of one core, nine times `fames select`'s 55 s: a way to read the estimates' errors, not a search that
-fits the one-minute limit.
+test drops of 0.66-0.92, no higher than the GA's bests' (36.78 %: 0.92; 37.52 %: 0.99). But their
+validation drops are 1.46-1.52, and fames' rule (the upper 80 % bound within 1 point) accepts only one
+answer of the eighteen: 32.53 % (two moves; validation 0.62, upper 0.82, test 0.69), with the validation
+prefix in the risk (a fifth of the images the rule then judges on). The next ones measure 0.90 and 0.96
+(34.35 and 35.81 %, upper bounds 1.12 and 1.18). Measuring ResNet's 556 moves took 490-520 s of one core,
+about ten times `fames select`'s 47-55 s: a way to read the estimates' errors, not a search that fits the
+one-minute limit.
 """
 
 from __future__ import annotations
