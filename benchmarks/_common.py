@@ -8,7 +8,7 @@ import logging
 import math
 import platform
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,32 @@ def open_library(path: str | None) -> tuple[Library, str]:
         return builtin_library(), f"builtin:{builtin_library_path().name}"
     except FileNotFoundError as exc:
         raise SystemExit(f"{exc}; or pass --library FILE") from None
+
+
+def run_reference_models(models: Sequence[str], args: Any, run_model: Callable[..., dict[str, Any]]
+                         ) -> tuple[list[dict[str, Any]], str]:
+    """Set ``args.threads``, open ``args.library`` and run ``run_model(name, path, library, args)`` on each
+    reference checkpoint of `models` found in ``args.checkpoint_dir``; also the library's label. Exits with
+    a message when no checkpoint is found."""
+    torch.set_num_threads(args.threads)
+    library, label = open_library(args.library)
+    found = checkpoint_paths(models, args.checkpoint_dir)
+    if not found:
+        raise SystemExit(f"no reference checkpoint for {', '.join(models)} in {args.checkpoint_dir}")
+    return [run_model(name, path, library, args) for name, path in found.items()], label
+
+
+def parse_floats(text: str, what: str, minimum: float = 0.0, inclusive: bool = False) -> list[float]:
+    """``"0.1,0.2"`` -> ``[0.1, 0.2]`` for option ``--what``: every value above `minimum` (at least it with
+    `inclusive`), else exit with a message."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SystemExit(f"--{what}: expected comma-separated numbers, got {text!r}") from None
+    low = min(values, default=minimum - 1.0)
+    if not values or low < minimum or (low == minimum and not inclusive):
+        raise SystemExit(f"--{what}: expected numbers {'>=' if inclusive else '>'} {minimum:g}, got {text!r}")
+    return values
 
 
 def candidates(library: Iterable[AppMul], fmt: OperandFormat) -> list[AppMul]:

@@ -51,16 +51,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from _common import (
     DEFAULT_CHECKPOINT_DIR,
     RESULTS,
-    checkpoint_paths,
     environment,
     load_reference,
     markdown_table,
-    open_library,
+    parse_floats,
     parse_models,
+    run_reference_models,
     write_outputs,
 )
 from paper_table import ga_problem
@@ -190,16 +189,6 @@ def markdown(models: Sequence[dict[str, Any]]) -> str:
                                         "held out / fitted"], cells))
 
 
-def parse_floats(text: str, what: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise SystemExit(f"--{what}: expected comma-separated numbers, got {text!r}") from None
-    if not values or min(values) <= 0:
-        raise SystemExit(f"--{what}: expected positive numbers, got {text!r}")
-    return values
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="LeNet, two penalties and two taus")
@@ -220,12 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     models = parse_models(args.models)
     if args.quick:
         models, args.penalties, args.taus = ["lenet"], args.penalties[1:4:2], args.taus[:2]
-    torch.set_num_threads(args.threads)
-    library, label = open_library(args.library)
-    found = checkpoint_paths(models, args.checkpoint_dir)
-    if not found:
-        raise SystemExit(f"no reference checkpoint for {', '.join(models)} in {args.checkpoint_dir}")
-    rows = [run_model(name, path, library, args) for name, path in found.items()]
+    rows, label = run_reference_models(models, args, run_model)
     record = {"benchmark": "joint_risk", "quick": args.quick, "library": label, "models": rows,
               "settings": {"groups": args.groups, "penalties": args.penalties, "taus": args.taus},
               "environment": environment(args.threads)}

@@ -48,17 +48,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from _common import (
     DEFAULT_CHECKPOINT_DIR,
     RESULTS,
-    checkpoint_paths,
     correlation,
     environment,
     load_reference,
     markdown_table,
-    open_library,
+    parse_floats,
     parse_models,
+    run_reference_models,
     write_outputs,
 )
 
@@ -201,16 +200,6 @@ def markdown(models: Sequence[dict[str, Any]]) -> str:
             + "\n\n" + "\n".join(notes))
 
 
-def parse_slacks(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise SystemExit(f"--slacks: expected comma-separated numbers, got {text!r}") from None
-    if not values or min(values) < 0:
-        raise SystemExit(f"--slacks: expected non-negative numbers, got {text!r}")
-    return values
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="LeNet and three slacks")
@@ -226,16 +215,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.prefix < 1 or args.budget < 0:
         p.error(f"need --prefix >= 1 and --budget >= 0, got {args.prefix} and {args.budget}")
-    args.slacks = parse_slacks(args.slacks)
+    args.slacks = parse_floats(args.slacks, "slacks", inclusive=True)
     models = parse_models(args.models)
     if args.quick:
         models, args.slacks = ["lenet"], args.slacks[:3]
-    torch.set_num_threads(args.threads)
-    library, label = open_library(args.library)
-    found = checkpoint_paths(models, args.checkpoint_dir)
-    if not found:
-        raise SystemExit(f"no reference checkpoint for {', '.join(models)} in {args.checkpoint_dir}")
-    rows = [run_model(name, path, library, args) for name, path in found.items()]
+    rows, label = run_reference_models(models, args, run_model)
     record = {"benchmark": "measured_moves", "quick": args.quick, "library": label, "models": rows,
               "settings": {"budget": args.budget, "prefix": args.prefix, "slacks": args.slacks},
               "environment": environment(args.threads)}
