@@ -276,6 +276,17 @@ def test_linear_slices() -> None:
     assert torch.equal(got, ref_linear(xl, wl, mul.table, fmt).double())
 
 
+def _force_int8_linear(monkeypatch) -> None:
+    """Run linear layers on ``torch._int_mm`` wherever it is exact, even where it is slower than float32 (which
+    `int8_available` declines, e.g. CPUs without VNNI); skips where it is not exact."""
+    import fames.emulation.functional as fn
+
+    if not fn.int_mm_exact(torch.device("cpu")):
+        pytest.skip("no exact int8 matmul on this CPU build")
+    monkeypatch.setattr(fn, "INT8_LINEAR", True)
+    monkeypatch.setitem(fn._INT8_OK, "cpu", True)
+
+
 @pytest.mark.parametrize("int8", [False, True])
 def test_linear_float_and_int8_paths_match_reference(monkeypatch, int8: bool) -> None:
     """Linear layers run as float matmuls or as exact int8 digit-pair matmuls: both bit-exact."""
@@ -283,6 +294,9 @@ def test_linear_float_and_int8_paths_match_reference(monkeypatch, int8: bool) ->
 
     monkeypatch.setattr(fn, "INT8_LINEAR", int8)
     monkeypatch.setattr(fn, "_INT8_OK", {})
+    if int8:
+        _force_int8_linear(monkeypatch)
+    int8_plans = 0
     for i, (a_bits, w_bits, a_signed) in enumerate(FORMATS):
         fmt, mul = _case(i, a_bits, w_bits, a_signed)
         prepared = prepare(mul)
@@ -292,8 +306,10 @@ def test_linear_float_and_int8_paths_match_reference(monkeypatch, int8: bool) ->
         plan = fn.plan_linear_weight(w, prepared)
         if not int8:
             assert plan.blocks is None
+        int8_plans += plan.blocks is not None
         got = approx_linear(x, w, prepared, plan=plan)
         assert torch.equal(got.double(), ref_linear(x, w, mul.table, fmt).double()), fmt.name
+    assert (int8_plans > 0) == int8
 
 
 def _uncached_int8_linear(monkeypatch, mul: AppMul, k: int, seed: int):
@@ -302,8 +318,7 @@ def _uncached_int8_linear(monkeypatch, mul: AppMul, k: int, seed: int):
     returns the weight plan (skips where the CPU build has no int8 matmul)."""
     import fames.emulation.functional as fn
 
-    if not fn.int8_available(torch.device("cpu")):
-        pytest.skip("no int8 matmul on this CPU build")
+    _force_int8_linear(monkeypatch)
     monkeypatch.setattr(fn, "INT8_BLOCK", 1)
     monkeypatch.setattr(fn, "INT8_CACHE", 0.0)
     monkeypatch.setattr(fn, "MIN_BUDGET", 0)
@@ -400,14 +415,33 @@ def _error_in_columns(fmt: OperandFormat, cols: int, rng: np.random.Generator) -
     return AppMul(f"cols{cols}", fmt, table)
 
 
-def _int8_conv_plans(monkeypatch, muls: list[AppMul], seed: int) -> list:
-    """Every multiplier of `muls` on every shape of `CONVS` through the u8 x s8 conv path, both padding
-    semantics, in one batch chunk and in many: asserts each bit-exact against the brute-force reference and
-    returns the weight plans (skips where the CPU build has no exact oneDNN u8 x s8 conv)."""
+WEIGHT_MAXES = (128, 64)  # the int8 conv's weight range with VNNI, and without (AVX2: |Q| <= 64)
+
+
+def _force_weight_max(monkeypatch, weight_max: int) -> None:
+    """Run the u8 x s8 conv path with its weight side within `weight_max` (`int8_weight_range`): the pair-safe
+    range is exact wherever the full one is, so a VNNI CPU tests the AVX2 layouts too. Skips where the CPU
+    build has no conv that exact."""
     import fames.emulation.functional as fn
+
+    if fn.int8_conv_weight_max(torch.device("cpu")) < weight_max:
+        pytest.skip(f"no oneDNN u8 x s8 conv exact for weights up to {weight_max} on this CPU build")
+    monkeypatch.setitem(fn._INT8_CONV_OK, "cpu", weight_max)
+
+
+def _int8_conv_plans(monkeypatch, muls: list[AppMul], seed: int, weight_max: int | None = None) -> list:
+    """Every multiplier of `muls` on every shape of `CONVS` through the u8 x s8 conv path (weight side within
+    `weight_max`, default: what the CPU allows), both padding semantics, in one batch chunk and in many:
+    asserts each bit-exact against the brute-force reference and returns the weight plans (skips where the
+    CPU build has no exact oneDNN u8 x s8 conv)."""
+    import fames.emulation.functional as fn
+    from fames.emulation.plan import int8_weight_range
 
     if not fn.int8_conv_available(torch.device("cpu")):
         pytest.skip("no exact oneDNN u8 x s8 conv on this CPU build")
+    if weight_max is not None:
+        _force_weight_max(monkeypatch, weight_max)
+    q_lo, q_hi = int8_weight_range(fn.int8_conv_weight_max(torch.device("cpu")))
     gen = torch.Generator().manual_seed(seed)
     plans = []
     for chunked in (False, True):
@@ -421,6 +455,7 @@ def _int8_conv_plans(monkeypatch, muls: list[AppMul], seed: int) -> list:
                 w = random_codes(ws, *mul.fmt.w_range, gen)
                 plan = fn.plan_conv2d_weight(w, prepared, groups)
                 assert plan.qconv is not None, (mul.name, j)
+                assert q_lo <= int(plan.qconv.weight.min()) and int(plan.qconv.weight.max()) <= q_hi
                 plans.append(plan)
                 for pad_taps in (True, False):
                     got = approx_conv2d(x, w, prepared, stride, padding, dilation, groups, pad_taps, plan)
@@ -429,7 +464,8 @@ def _int8_conv_plans(monkeypatch, muls: list[AppMul], seed: int) -> list:
     return plans
 
 
-def test_int8_conv_widths_zero_points_padding_and_chunks(monkeypatch) -> None:
+@pytest.mark.parametrize("weight_max", WEIGHT_MAXES)
+def test_int8_conv_widths_zero_points_padding_and_chunks(monkeypatch, weight_max: int) -> None:
     """The u8 x s8 conv path: 1, 2, 4 and 8 packed bytes per code (3, 5 terms padded with zero terms), a row
     gather beyond 8 terms, non-zero zero points, both padding semantics, groups, stride, dilation and batch
     chunks: all bit-exact against the brute-force reference."""
@@ -437,16 +473,19 @@ def test_int8_conv_widths_zero_points_padding_and_chunks(monkeypatch) -> None:
     rng = np.random.default_rng(12)
     muls = [AppMul("trunc1", fmt, truncated_table(fmt, 1))] + [_error_in_columns(fmt, c, rng) for c in (1, 2, 4, 11)]
     muls.append(AppMul("signed", OperandFormat.parse("s4xs4"), truncated_table(OperandFormat.parse("s4xs4"), 2)))
-    plans = _int8_conv_plans(monkeypatch, muls, 12)
+    plans = _int8_conv_plans(monkeypatch, muls, 12, weight_max)
     widths = {plan.qconv.width for plan in plans}
     assert {1, 2, 4, 8} <= widths and max(widths) > 8
     assert len({plan.qconv.zero_point for plan in plans}) > 1
 
 
-def test_int8_conv_exact_activation_side_skips_the_gather(monkeypatch) -> None:
+@pytest.mark.parametrize("weight_max", WEIGHT_MAXES)
+def test_int8_conv_exact_activation_side_skips_the_gather(monkeypatch, weight_max: int) -> None:
     """Tables whose one activation column is affine in the code (the exact multiplier, unsigned and signed codes,
     and a multiplier that errs on the weight side only) feed the conv the codes so mapped, without a gather: bit-exact
-    against the reference with both padding semantics, in one chunk and in many; others keep the gather."""
+    against the reference with both padding semantics, in one chunk and in many; others keep the gather. In the
+    pair-safe weight range the 8-bit weights split into two columns beside one activation column, which is then
+    gathered (still bit-exact)."""
     import fames.emulation.functional as fn
 
     muls = [AppMul.exact(OperandFormat.parse(name)) for name in ("u4xs3", "s4xs4", "u8xs8")]
@@ -454,7 +493,10 @@ def test_int8_conv_exact_activation_side_skips_the_gather(monkeypatch) -> None:
     weight_side = fmt.exact_table()
     weight_side[:, 1::2] = weight_side[:, 0::2]  # the weight's lowest bit dropped: P stays the codes
     muls.append(AppMul("wtrunc", fmt, weight_side))
-    assert all(plan.qconv.affine is not None for plan in _int8_conv_plans(monkeypatch, muls, 5))
+    plans = _int8_conv_plans(monkeypatch, muls, 5, weight_max)
+    wide = [plan.qconv.width == 2 for plan in plans]  # u8xs8's weight in the pair-safe range: Q_a + Q_b
+    assert any(wide) == (weight_max < 128)
+    assert all((plan.qconv.affine is None) == w for plan, w in zip(plans, wide, strict=True))
     gen = torch.Generator().manual_seed(5)
     trunc = prepare(AppMul("trunc1", fmt, truncated_table(fmt, 1)))
     plan = fn.plan_conv2d_weight(random_codes((4, 3, 3, 3), *fmt.w_range, gen), trunc, 1)
@@ -480,28 +522,31 @@ def test_factor_signs_chosen_for_integer_units(monkeypatch) -> None:
     assert int8_conv_columns(form, (0,), 27)[2] == 0  # zero point 0
     plan, _ = _uncached_int8_linear(monkeypatch, mul, 40, 17)
     assert len(plan.blocks) == 2
-    _int8_conv_plans(monkeypatch, [mul], 17)  # asserts the u8 x s8 conv path is taken, and bit-exact
+    for weight_max in WEIGHT_MAXES:  # asserts the u8 x s8 conv path is taken, and bit-exact
+        _int8_conv_plans(monkeypatch, [mul], 17, weight_max)
 
 
-def test_int8_conv_splits_wide_activation_factors(monkeypatch) -> None:
+@pytest.mark.parametrize("weight_max", WEIGHT_MAXES)
+def test_int8_conv_splits_wide_activation_factors(monkeypatch, weight_max: int) -> None:
     """Factors wider than a byte run as base-256 digits in one u8 x s8 conv (``P = L + 256 H``, the high
     digit scaled against its weight): every layout keeps ``P' Q'^T == P Q^T`` within the int8 ranges, and a
     u8xs4 random table (16 terms spanning thousands) runs bit-exact as one conv with its terms split."""
-    from fames.emulation.plan import int8_conv_layout
+    from fames.emulation.plan import int8_conv_layout, int8_weight_range
 
     rng = np.random.default_rng(4)
     muls = [random_appmul(OperandFormat.parse(name), rng) for name in ("u8xs4", "u4xs4", "s4xs2")]
+    q_lo, q_hi = int8_weight_range(weight_max)
     for mul in muls:
         for form in prepare(mul).forms:
             terms = tuple(range(form.p.shape[1]))
-            layout = int8_conv_layout(form, terms)
+            layout = int8_conv_layout(form, terms, weight_max)
             if layout is None:
                 continue
             p, q, z = layout
             assert 0 <= z <= 255 and (p + z).min() >= 0 and (p + z).max() <= 255
-            assert q.min() >= -128 and q.max() <= 127
+            assert q.min() >= q_lo and q.max() <= q_hi
             assert np.array_equal(p @ q.T, form.p @ form.q.T)
-    [plan, *_] = _int8_conv_plans(monkeypatch, muls[:1], 4)  # bit-exact, both paddings, chunked or not
+    [plan, *_] = _int8_conv_plans(monkeypatch, muls[:1], 4, weight_max)  # bit-exact, both paddings, chunked or not
     assert plan.qconv.width > plan.choice.rank > 8
 
 
@@ -543,3 +588,62 @@ def test_int8_conv_off_uses_the_float_path(monkeypatch) -> None:
     mul = _error_in_columns(OperandFormat.parse("u4xs4"), 2, np.random.default_rng(2))
     w = random_codes((4, 3, 3, 3), -8, 7, torch.Generator().manual_seed(2))
     assert fn.plan_conv2d_weight(w, prepare(mul)).qconv is None
+
+
+def test_int8_conv_pair_safe_weights_split_into_two_columns() -> None:
+    """Below the full int8 range (AVX2: |Q| <= 64) a weight factor that leaves it runs as two columns beside the
+    same activation column, ``Q = Q_a + Q_b``, each within ``[-64, 64]``: the exact u8xs8 multiplier (``Q = w``
+    spans ``[-128, 127]``) takes two columns where the full range takes one, a 4-bit one still one, and every
+    layout keeps ``P' Q'^T == P Q^T`` (on the identity factors and on random 8-bit tables' forms)."""
+    from fames.emulation.plan import INT8_WEIGHT_PAIR_SAFE, int8_conv_layout
+
+    exact = prepare(AppMul.exact(OperandFormat.parse("u8xs8")))
+    identity = exact.form(exact.choose(None, 9, []))
+    full, safe = int8_conv_layout(identity, (0,)), int8_conv_layout(identity, (0,), INT8_WEIGHT_PAIR_SAFE)
+    assert full[1].shape[1] == 1 and safe[1].shape[1] == 2
+    assert np.abs(safe[1]).max() <= 64 and np.array_equal(safe[0] @ safe[1].T, identity.p @ identity.q.T)
+    small = prepare(AppMul.exact(OperandFormat.parse("u4xs4")))
+    assert int8_conv_layout(small.form(small.choose(None, 9, [])), (0,), INT8_WEIGHT_PAIR_SAFE)[1].shape[1] == 1
+    rng = np.random.default_rng(8)
+    checked = 0
+    for name in ("u8xs8", "s8xs8", "u4xs8"):
+        for form in prepare(random_appmul(OperandFormat.parse(name), rng, "trunc")).forms:
+            terms = tuple(range(form.p.shape[1]))
+            layout = int8_conv_layout(form, terms, INT8_WEIGHT_PAIR_SAFE)
+            if layout is not None:
+                p, q, _ = layout
+                assert np.abs(q).max() <= 64 and np.array_equal(p @ q.T, form.p @ form.q.T)
+                checked += 1
+    assert checked
+
+
+def test_int8_conv_self_check_finds_the_weight_range(monkeypatch) -> None:
+    """`int8_conv_weight_max` is the widest range whose self-check passes: the full one where it does, else the
+    pair-safe one, else 0 (the float path); and the pair-safe check passes wherever the full one does."""
+    import fames.emulation.functional as fn
+
+    for results, expected in (((True, True), 128), ((False, True), 64), ((False, False), 0)):
+        monkeypatch.setattr(fn, "_qconv_exact", lambda m, r=results: r[0] if m == 128 else r[1])
+        monkeypatch.setattr(fn, "_INT8_CONV_OK", {})
+        assert fn.int8_conv_weight_max(torch.device("cpu")) == expected
+        assert fn.int8_conv_available(torch.device("cpu")) == (expected > 0)
+    monkeypatch.undo()
+    if fn.int8_conv_available(torch.device("cpu")):
+        assert fn._qconv_exact(64)
+
+
+def test_int8_linear_declined_where_slower_than_float(monkeypatch) -> None:
+    """`int8_available` takes the int8 matmul only where it is exact and at least as fast as float32 (on CPUs
+    without VNNI torch's ``_int_mm`` is tens of times slower), and the speed probe restores the thread count."""
+    import fames.emulation.functional as fn
+
+    if not fn.int_mm_exact(torch.device("cpu")):
+        pytest.skip("no exact int8 matmul on this CPU build")
+    for ratio, expected in ((0.03, False), (4.0, True)):
+        monkeypatch.setattr(fn, "_int_mm_speed_ratio", lambda device, r=ratio: r)
+        monkeypatch.setattr(fn, "_INT8_OK", {})
+        assert fn.int8_available(torch.device("cpu")) == expected
+    monkeypatch.undo()
+    threads = torch.get_num_threads()
+    assert fn._int_mm_speed_ratio(torch.device("cpu"), 16, 64, 32) > 0
+    assert torch.get_num_threads() == threads

@@ -99,13 +99,16 @@ def test_accumulators_without_graph_run_exactly_on_integer_units(bits, signed):
     conv, int8 matmuls) where its codes fit: bit-equal to the float64 conv/matmul of the codes; with a graph
     the float op runs and gradients flow."""
     from fames.emulation.api import integer_units
+    from fames.emulation.functional import int8_available, int8_conv_available
 
-    if not integer_units(torch.device("cpu")):
+    cpu = torch.device("cpu")
+    if not integer_units(cpu):
         pytest.skip("no exact int8 conv or matmul on this CPU build")
     torch.manual_seed(bits)
     conv = QConv2d.from_float(nn.Conv2d(6, 5, 3, padding=1), bits, bits, a_signed=signed).eval()
     lin = QLinear.from_float(nn.Linear(40, 7), bits, bits, a_signed=signed).eval()
-    for layer, x, op in ((conv, torch.randn(3, 6, 8, 8) * 3, F.conv2d), (lin, torch.randn(4, 40) * 3, F.linear)):
+    for layer, x, op, units in ((conv, torch.randn(3, 6, 8, 8) * 3, F.conv2d, int8_conv_available(cpu)),
+                                (lin, torch.randn(4, 40) * 3, F.linear, int8_available(cpu))):
         x = x if signed else x.relu()
         with torch.no_grad():
             x_int, _ = layer.input_codes(x)
@@ -113,7 +116,7 @@ def test_accumulators_without_graph_run_exactly_on_integer_units(bits, signed):
             got = layer.accumulate(x_int, w_int)
         kw = {"padding": 1} if op is F.conv2d else {}
         assert torch.equal(got.double(), op(x_int.double(), w_int.double(), **kw))
-        assert layer.__dict__["_exact_emulator"]._plan[1].choice.int8
+        assert layer.__dict__["_exact_emulator"]._plan[1].choice.int8 == units  # where this CPU has them
         y = layer(x)  # with a graph: the float op, and gradients reach the weights
         y.sum().backward()
         assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0

@@ -33,8 +33,11 @@ int32 too) and converts to float32 with unit scales, which is exact while ``K * 
 columns, ``P = L + 256 H``, the high digit scaled against its weight: `int8_conv_layout`). Padded taps:
 with ``pad_taps`` the indices are padded with code 0 as in the interleaved float path; without, oneDNN pads
 with the zero point, i.e. with 0. Whether the
-device computes these sums exactly is checked once (`int8_conv_available`, saturating values included);
-set `INT8_CONV` False to force the float path.
+device computes these sums exactly is checked once (`int8_conv_weight_max`, saturating values included):
+with VNNI for the whole int8 weight range; without it (AVX2, whose u8 x s8 pairs go through saturating
+int16 sums) for weights within ``[-64, 64]``, a wider weight factor then running as two columns (about 2.5-3x
+the float32 conv rate on an AVX2 EPYC, where the float path made `fames select` on ResNet twice as slow).
+Set `INT8_CONV` False to force the float path.
 
 Memory accounting: a `WeightPlan` is a per-layer cache kept between calls like a parameter, and its size is
 bounded: float path ``max(WEIGHT_BUDGET, 2 |w|)`` elements of batched weights (beyond that each chunk is
@@ -50,6 +53,7 @@ taps are skipped (contribute nothing), as on accelerators that do not issue them
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -59,6 +63,8 @@ import torch.nn.functional as F
 
 from fames.emulation.plan import (
     INT8_DIGIT_MAX,
+    INT8_WEIGHT_FULL,
+    INT8_WEIGHT_PAIR_SAFE,
     PACKED_WIDTHS,
     Choice,
     PreparedTable,
@@ -66,6 +72,7 @@ from fames.emulation.plan import (
     int8_conv_layout,
     int8_conv_width,
     int8_pairs,
+    int8_weight_range,
 )
 from fames.quant.exact_math import exact_math as _exact_math
 from fames.quant.lsq import issued_within
@@ -80,7 +87,7 @@ INT8_CACHE = 1.0  # int8 weight blocks cached per layer: at most this many times
 INT8_CONV = True  # conv layers: one exact oneDNN u8 x s8 conv over all terms where the device has it (CPU)
 _WORKSPACE: dict[tuple[str, torch.dtype], torch.Tensor] = {}
 _INT8_OK: dict[str, bool] = {}
-_INT8_CONV_OK: dict[str, bool] = {}
+_INT8_CONV_OK: dict[str, int] = {}  # device -> int8_conv_weight_max
 
 
 @dataclass
@@ -229,44 +236,91 @@ def _workspace(numel: int, dtype: torch.dtype, device: torch.device, slot: str) 
 
 
 def int8_available(device: torch.device) -> bool:
-    """Whether exact int8 x int8 -> int32 matmuls (``torch._int_mm``) work on `device` (CPU only: on GPUs
-    the float path is fast and ``_int_mm`` has shape restrictions). Checked once per device."""
+    """Whether exact int8 x int8 -> int32 matmuls (``torch._int_mm``) work on `device` (`int_mm_exact`) and
+    are at least as fast as the float32 matmul of the same shape (CPU only: on GPUs the float path is fast
+    and ``_int_mm`` has shape restrictions; on CPUs without VNNI torch's kernel was about 30-100x slower
+    than float32 on an AVX2 EPYC, which made VGG's selection twice as slow). Checked once per device."""
     if not INT8_LINEAR or device.type != "cpu" or not hasattr(torch, "_int_mm"):
         return False
     key = str(device)
     if key not in _INT8_OK:
-        a = torch.tensor([[-128, 127, 3], [5, -7, 1]], dtype=torch.int8, device=device)
-        try:
-            _INT8_OK[key] = torch.equal(torch._int_mm(a, a.t()).long().cpu(), (a.long() @ a.long().t()).cpu())
-        except (RuntimeError, NotImplementedError):
-            _INT8_OK[key] = False
+        _INT8_OK[key] = int_mm_exact(device) and _int_mm_speed_ratio(device) >= 1.0
     return _INT8_OK[key]
 
 
-def int8_conv_available(device: torch.device) -> bool:
-    """Whether oneDNN's u8 x s8 conv computes exact integer sums on `device` (CPU only). Checked once per
-    device on values that saturate 16-bit intermediate sums (as non-VNNI kernels may) and on int32 sums far
-    above 2^24 that the zero point brings back below it."""
-    if not INT8_CONV or device.type != "cpu" or not hasattr(torch.ops.onednn, "qconv2d_pointwise"):
+def int_mm_exact(device: torch.device) -> bool:
+    """Whether ``torch._int_mm`` computes exact int32 sums of int8 products on `device`."""
+    if not hasattr(torch, "_int_mm"):
         return False
+    a = torch.tensor([[-128, 127, 3], [5, -7, 1]], dtype=torch.int8, device=device)
+    try:
+        return torch.equal(torch._int_mm(a, a.t()).long().cpu(), (a.long() @ a.long().t()).cpu())
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
+def _int_mm_speed_ratio(device: torch.device, m: int = 128, k: int = 512, n: int = 256) -> float:
+    """Seconds of a float32 matmul over seconds of ``torch._int_mm`` on the same shape, each the best of 3
+    after a warm-up, on one thread (a pool waiting for a busy core would time the wait): VNNI CPUs give
+    several times 1; CPUs where torch has no fast int8 kernel about 0.01."""
+    a = torch.ones(m, k, dtype=torch.int8, device=device)
+    b = torch.ones(k, n, dtype=torch.int8, device=device)
+    af, bf = a.float(), b.float()
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return best(lambda: af @ bf) / max(best(lambda: torch._int_mm(a, b)), 1e-9)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def int8_conv_weight_max(device: torch.device) -> int:
+    """How wide the weight side of oneDNN's u8 x s8 conv may be on `device` for exact integer sums (CPU
+    only): `INT8_WEIGHT_FULL` (the int8 range; VNNI), `INT8_WEIGHT_PAIR_SAFE` (``|Q| <= 64``: CPUs without
+    VNNI add products in pairs into saturating int16), or 0 (no exact conv: the float path). Checked once
+    per device on values that saturate 16-bit intermediate sums at each bound and on int32 sums far above
+    2^24 that the zero point brings back below it."""
+    if not INT8_CONV or device.type != "cpu" or not hasattr(torch.ops.onednn, "qconv2d_pointwise"):
+        return 0
     key = str(device)
     if key not in _INT8_CONV_OK:
-        gen = torch.Generator().manual_seed(0)
-        w = torch.randint(100, 128, (4, 64, 3, 3), generator=gen, dtype=torch.int8)
-        w[1::2].neg_()
-        ok = True
-        for zero_point, lo, hi in ((0, 240, 256), (250, -3, 6)):
-            x = torch.randint(lo, hi, (2, 64, 5, 5), generator=gen).double()
-            ref = F.conv2d(x, w.double(), None, 1, 1)
-            x_u8 = (x + zero_point).to(torch.uint8).contiguous(memory_format=torch.channels_last)
-            try:
-                packed = QConvWeight(x_u8.new_empty(0), zero_point, w, 1).pack([1, 1], [1, 1], [1, 1])
-                got = qconv(x_u8, zero_point, packed, 4, [1, 1], [1, 1], [1, 1], 1)
-                ok = ok and torch.equal(got.double(), ref)
-            except (RuntimeError, NotImplementedError):
-                ok = False
-        _INT8_CONV_OK[key] = ok
+        _INT8_CONV_OK[key] = next((m for m in (INT8_WEIGHT_FULL, INT8_WEIGHT_PAIR_SAFE) if _qconv_exact(m)), 0)
     return _INT8_CONV_OK[key]
+
+
+def int8_conv_available(device: torch.device) -> bool:
+    """Whether oneDNN's u8 x s8 conv computes exact integer sums on `device` for some weight range
+    (`int8_conv_weight_max`)."""
+    return int8_conv_weight_max(device) > 0
+
+
+def _qconv_exact(weight_max: int) -> bool:
+    """Whether `qconv` is exact for weights up to `weight_max` in magnitude (`int8_weight_range`)."""
+    lo, hi = int8_weight_range(weight_max)
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randint(hi - 27, hi + 1, (4, 64, 3, 3), generator=gen, dtype=torch.int8)
+    w[1::2] = torch.clamp(-w[1::2].to(torch.int16) - 1, lo, hi).to(torch.int8)  # down to the lower bound
+    for zero_point, x_lo, x_hi in ((0, 240, 256), (250, -3, 6)):
+        x = torch.randint(x_lo, x_hi, (2, 64, 5, 5), generator=gen).double()
+        ref = F.conv2d(x, w.double(), None, 1, 1)
+        x_u8 = (x + zero_point).to(torch.uint8).contiguous(memory_format=torch.channels_last)
+        try:
+            packed = QConvWeight(x_u8.new_empty(0), zero_point, w, 1).pack([1, 1], [1, 1], [1, 1])
+            if not torch.equal(qconv(x_u8, zero_point, packed, 4, [1, 1], [1, 1], [1, 1], 1).double(), ref):
+                return False
+        except (RuntimeError, NotImplementedError):
+            return False
+    return True
 
 
 def _code_indices(codes: torch.Tensor, lo: int) -> torch.Tensor:
@@ -345,16 +399,18 @@ def _exact_dtype(prepared: PreparedTable, k: int) -> torch.dtype:
 
 
 def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batched,
-          per_chunk: int | None = None, int8: bool = False, groups: int = 0) -> WeightPlan:
+          per_chunk: int | None = None, int8: bool = False, groups: int = 0,
+          weight_max: int = INT8_WEIGHT_FULL) -> WeightPlan:
     """Choose the form for these weight codes and plan the batched weight of every term chunk (cached
     when all chunks together stay within ``max(WEIGHT_BUDGET, 2 |w|)`` elements, else built per call).
     With ``int8`` the choice may run on integer units: int8 digit-pair matmuls for a linear layer
-    (`_plan_int8`), one u8 x s8 conv for a conv layer (``groups > 0``; `_plan_int8_conv`)."""
+    (`_plan_int8`), one u8 x s8 conv for a conv layer (``groups > 0``; `_plan_int8_conv`, its weight side
+    within `weight_max`)."""
     w_lo, w_hi = prepared.fmt.w_range
     _check_range(w_int, w_lo, w_hi, "weight")
     shape = tuple(w_int.shape)
     if prepared.is_exact:
-        choice = prepared.choose(None, k, [], int8 and not groups, int8 and groups > 0)
+        choice = prepared.choose(None, k, [], int8 and not groups, int8 and groups > 0, weight_max)
         if not choice.int8:
             return WeightPlan(choice, None, 1, [], _exact_dtype(prepared, k), shape)
     widx = w_int.detach().to(torch.int32)  # 32-bit weight indices (no int64 copy of the weight)
@@ -362,7 +418,8 @@ def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batc
         widx.sub_(w_lo)
     if not prepared.is_exact:
         present = torch.bincount(widx.flatten(), minlength=w_hi - w_lo + 1).cpu().numpy() > 0
-        choice = prepared.choose(present, k, _divisors(cin_g), int8 and not groups, int8 and groups > 0)
+        choice = prepared.choose(present, k, _divisors(cin_g), int8 and not groups, int8 and groups > 0,
+                                 weight_max)
     if choice.int8 and groups:
         return _plan_int8_conv(w_int, widx, prepared, choice, groups)
     if choice.int8:
@@ -433,7 +490,7 @@ def _plan_int8_conv(w_int: torch.Tensor, widx: torch.Tensor, prepared: PreparedT
     """One u8 x s8 conv over all kept terms (`widx`: int32 weight indices): the uint8 activation table and the
     int8 weight with input channels ordered (channel, term), as the interleaved float layout."""
     form = prepared.form(choice)
-    fp, fq, zero_point = int8_conv_layout(form, choice.terms)
+    fp, fq, zero_point = int8_conv_layout(form, choice.terms, choice.weight_max)
     width = int8_conv_width(fp.shape[1])
     p = np.full((fp.shape[0], width), zero_point, dtype=np.int64)
     p[:, :fp.shape[1]] += fp
@@ -475,8 +532,9 @@ def plan_conv2d_weight(w_int: torch.Tensor, prepared: PreparedTable, groups: int
         weight = qw.reshape(groups, cout_g, s, cin_g // s, kh, kw, r).permute(0, 2, 1, 6, 3, 4, 5)
         return weight.reshape(groups * s * cout_g, r * cin_g // s, kh, kw).contiguous()
 
-    plan = _plan(w_int, prepared, cin_g * kh * kw, cin_g, batched, int8=int8_conv_available(w_int.device),
-                 groups=groups)
+    weight_max = int8_conv_weight_max(w_int.device)
+    plan = _plan(w_int, prepared, cin_g * kh * kw, cin_g, batched, int8=weight_max > 0, groups=groups,
+                 weight_max=weight_max or INT8_WEIGHT_FULL)
     if plan.p is not None and plan.choice.rank:
         # d T[code 0, w] per weight, summed over input channels: the padded taps' share (see approx_conv2d)
         form = prepared.forms[plan.choice.form]

@@ -19,8 +19,10 @@ int8 x int8 -> int32 matmuls over the balanced base-256 digits of its factors (`
 CPU with oneDNN's u8 x s8 convolution may instead run all terms as ONE such conv (`int8_conv_layout`:
 ``P + z`` in ``[0, 255]`` for one zero point ``z``, ``Q`` in ``[-128, 127]``, int32 accumulation; a term
 whose ``P`` is wider than a byte runs as two columns, its base-256 digits), costing `INT8_CONV_COST`
-float32 convs per column. Factor signs are chosen per term for integer units (`int8_factors`). The
-cheapest candidate wins; ties keep the listed order.
+float32 convs per column. CPUs without VNNI (AVX2) multiply u8 x s8 pairs into saturating int16 sums, so
+there the weight side must stay within ``[-64, 64]`` (`INT8_WEIGHT_PAIR_SAFE`): a wider ``Q`` runs as two
+columns ``Q = Q_a + Q_b`` beside the same ``P``. Factor signs are chosen per term for integer units
+(`int8_factors`). The cheapest candidate wins; ties keep the listed order.
 
 Exactness rule (`accumulate_dtype`): every partial sum of the conv is an integer whose magnitude is at
 most ``K * bound`` (``K`` products per output, ``bound = max_{u,v} sum_r |P[u,r] Q[v,r]|``), whatever
@@ -52,6 +54,10 @@ INT8_CONV_COST = 0.35  # one term of a oneDNN u8 x s8 conv vs one float32 conv (
 PACKED_WIDTHS = (1, 2, 4, 8)  # int8 conv terms per code fetched as one 8/16/32/64-bit value
 U8_PRODUCT_MAX = 255 * 128  # largest |u8 x s8 product| before the zero point is taken off (int32 sums)
 INT8_SPLIT_SCALES = (128, 64, 32, 16, 8, 4, 2, 1)  # int8 conv: a split term's high digit as (256/s) H x s Q
+INT8_WEIGHT_FULL = 128  # int8 conv weight side in [-128, 127] (VNNI: int32 sums of u8 x s8 products)
+# Without VNNI (AVX2) oneDNN adds u8 x s8 products in pairs into saturating int16 (vpmaddubsw): exact while
+# |Q| <= 64 (2 * 255 * 64 = 32,640 < 32,767).
+INT8_WEIGHT_PAIR_SAFE = 64
 MAX_SLICES = 64
 DEFAULT_MAX_RANK = 24
 
@@ -70,6 +76,7 @@ class Choice:
             base-256 digits of the factors (`int8_pairs`), a conv as one u8 x s8 conv (`zero_point`);
             `dtype`/`slices` then only fix the output dtype.
         zero_point: int8 conv: the activation side is ``P + zero_point`` as uint8.
+        weight_max: int8 conv: the weight side's bound (`int8_weight_range`).
     """
 
     form: int
@@ -79,6 +86,7 @@ class Choice:
     cost: float
     int8: bool = False
     zero_point: int = 0
+    weight_max: int = INT8_WEIGHT_FULL
 
     @property
     def rank(self) -> int:
@@ -143,32 +151,53 @@ def int8_conv_width(terms: int) -> int:
     return next((b for b in PACKED_WIDTHS if b >= terms), terms)
 
 
-def _split_columns(p: np.ndarray, q: np.ndarray, z: int) -> tuple[np.ndarray, np.ndarray] | None:
+def int8_weight_range(weight_max: int) -> tuple[int, int]:
+    """The int8 conv's weight range: ``[-128, 127]`` for `INT8_WEIGHT_FULL`, else ``[-weight_max, weight_max]``."""
+    return (-128, 127) if weight_max >= INT8_WEIGHT_FULL else (-weight_max, weight_max)
+
+
+def _weight_parts(q: np.ndarray, weight_max: int) -> list[np.ndarray]:
+    """``Q`` as one column or, where it leaves the weight range, two that sum to it (each within it)."""
+    lo, hi = int8_weight_range(weight_max)
+    if q.min() >= lo and q.max() <= hi:
+        return [q]
+    qa = np.clip(q, lo, hi)
+    return [qa, q - qa]
+
+
+def _split_columns(p: np.ndarray, q: np.ndarray, z: int, weight_max: int = INT8_WEIGHT_FULL
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
     """`int8_conv_layout`'s columns at zero point `z`, or None."""
+    q_lo, q_hi = int8_weight_range(weight_max)
     pc, qc = [], []
     for t in range(p.shape[1]):
-        pt, qt = p[:, t], q[:, t]
-        if pt.min() + z >= 0 and pt.max() + z <= 255:
-            pc.append(pt)
-            qc.append(qt)
-            continue
-        lo = (pt + z) % 256 - z
-        hi = (pt - lo) // 256
-        for scale in INT8_SPLIT_SCALES:
-            qs, hs = qt * scale, hi * (256 // scale)
-            if qs.min() >= -128 and qs.max() <= 127 and hs.min() + z >= 0 and hs.max() + z <= 255:
-                break
-        else:
-            return None
-        pc += [lo, hs]
-        qc += [qt, qs]
+        pt = p[:, t]
+        for qt in _weight_parts(q[:, t], weight_max):
+            if qt.min() < q_lo or qt.max() > q_hi:
+                return None
+            if pt.min() + z >= 0 and pt.max() + z <= 255:
+                pc.append(pt)
+                qc.append(qt)
+                continue
+            lo = (pt + z) % 256 - z
+            hi = (pt - lo) // 256
+            for scale in INT8_SPLIT_SCALES:
+                qs, hs = qt * scale, hi * (256 // scale)
+                if qs.min() >= q_lo and qs.max() <= q_hi and hs.min() + z >= 0 and hs.max() + z <= 255:
+                    break
+            else:
+                return None
+            pc += [lo, hs]
+            qc += [qt, qs]
     return np.stack(pc, 1), np.stack(qc, 1)
 
 
-def int8_conv_layout(form: Form, terms: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, int] | None:
+def int8_conv_layout(form: Form, terms: tuple[int, ...], weight_max: int = INT8_WEIGHT_FULL
+                     ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Columns ``(P', Q')`` and zero point ``z`` of ONE exact u8 x s8 conv over the kept `terms` (signs as
-    `int8_factors`): ``P' Q'^T == P Q^T``, ``P' + z`` in ``[0, 255]``, ``Q'`` in ``[-128, 127]``; None when
-    they do not fit.
+    `int8_factors`): ``P' Q'^T == P Q^T``, ``P' + z`` in ``[0, 255]``, ``Q'`` in ``[-128, 127]`` (in
+    ``[-weight_max, weight_max]`` below `INT8_WEIGHT_FULL`: a wider ``Q`` then runs as two columns that sum
+    to it, beside the same ``P``); None when they do not fit.
 
     A term whose P does not fit beside ``z`` is split into base-256 digits ``P = L + 256 H`` with ``L + z`` in
     ``[0, 255]``, the high digit running as ``(256 / s) H`` against ``s Q`` for the largest ``s`` of
@@ -183,17 +212,18 @@ def int8_conv_layout(form: Form, terms: tuple[int, ...]) -> tuple[np.ndarray, np
         return None
     best = None
     for z in dict.fromkeys((max(0, -int(p.min())), 128)):
-        cols = _split_columns(p, q, z) if z <= 255 else None
+        cols = _split_columns(p, q, z, weight_max) if z <= 255 else None
         if cols is not None and (best is None or cols[0].shape[1] < best[0].shape[1]):
             best = (*cols, z)
     return best
 
 
-def int8_conv_columns(form: Form, terms: tuple[int, ...], k: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+def int8_conv_columns(form: Form, terms: tuple[int, ...], k: int, weight_max: int = INT8_WEIGHT_FULL
+                      ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """`int8_conv_layout` where the conv is exact for `k` products per output, else None: the int32 sums
     before the zero point is taken off within ``K * width * 255 * 128 < 2^31``, and the float32 output exact
     (``K * bound < 2^24``)."""
-    layout = int8_conv_layout(form, terms)
+    layout = int8_conv_layout(form, terms, weight_max)
     if layout is None or k * form.bound >= F32_EXACT:
         return None
     if k * int8_conv_width(layout[0].shape[1]) * U8_PRODUCT_MAX >= 2**31:
@@ -249,18 +279,18 @@ class PreparedTable:
         return make_form("exact", "table", a[:, None], w[:, None])
 
     def choose(self, present: np.ndarray | None, k: int, divisors: list[int], int8: bool = False,
-               int8_conv: bool = False) -> Choice:
+               int8_conv: bool = False, weight_max: int = INT8_WEIGHT_FULL) -> Choice:
         """Cheapest exact choice for a layer whose weight codes occur where `present` is True.
 
         With ``int8=True`` (linear layers on a CPU with an int8 matmul) a form may instead be run as int8
         digit-pair matmuls, costing `INT8_PAIR_COST` per pair (`int8_pairs`); with ``int8_conv=True`` (conv
         layers on a CPU with oneDNN's u8 x s8 conv) as one int8 conv, costing `INT8_CONV_COST` per term
-        (`int8_conv_columns`). The cheapest wins.
+        (`int8_conv_columns`, its weight side within `weight_max`). The cheapest wins.
 
         Raises:
             ValueError: when no form is exactly representable in float64 for this `k`.
         """
-        key = (None if present is None else present.tobytes(), k, tuple(divisors), int8, int8_conv)
+        key = (None if present is None else present.tobytes(), k, tuple(divisors), int8, int8_conv, weight_max)
         if key in self._choices:
             return self._choices[key]
         if self.is_exact:  # the layer's own op, or the identity factors on integer units where cheaper
@@ -269,9 +299,10 @@ class PreparedTable:
             if int8 and int8_feasible(k, pairs := int8_pairs(identity, (0,))):
                 best = min(best, Choice(-1, (0,), torch.float32, 1, len(pairs) * INT8_PAIR_COST, True),
                            key=lambda c: c.cost)
-            if int8_conv and (columns := int8_conv_columns(identity, (0,), k)) is not None:
+            if int8_conv and (columns := int8_conv_columns(identity, (0,), k, weight_max)) is not None:
                 cost = int8_conv_width(columns[0].shape[1]) * INT8_CONV_COST
-                best = min(best, Choice(-1, (0,), torch.float32, 1, cost, True, columns[2]), key=lambda c: c.cost)
+                best = min(best, Choice(-1, (0,), torch.float32, 1, cost, True, columns[2], weight_max),
+                           key=lambda c: c.cost)
             self._choices[key] = best
             return best
         best = None
@@ -291,10 +322,10 @@ class PreparedTable:
                 cost = max(len(pairs), 1) * INT8_PAIR_COST
                 if int8_feasible(k, pairs) and cost < best.cost:
                     best = Choice(i, terms, acc[0], acc[1], cost, True)
-            if int8_conv and (columns := int8_conv_columns(form, terms, k)) is not None:
+            if int8_conv and (columns := int8_conv_columns(form, terms, k, weight_max)) is not None:
                 cost = int8_conv_width(columns[0].shape[1]) * INT8_CONV_COST
                 if cost < best.cost:
-                    best = Choice(i, terms, torch.float32, 1, cost, True, columns[2])
+                    best = Choice(i, terms, torch.float32, 1, cost, True, columns[2], weight_max)
         if best is None:
             raise ValueError(
                 f"multiplier {self.name!r}: no exact float accumulation for {k} products per output"
