@@ -39,6 +39,12 @@ validation) with its standard error; and the difference of the gaps. The groups 
 top ones are the largest), so a difference also admits that assignments saving more generalise worse at
 the same validation drop; the split offers no third sample to tell the two apart.
 
+The run's course judged on test (``--no-trajectory`` skips it): every evaluation that raised the GA's
+own-rule best (its convergence curve), with that assignment's test drop, and the best of those whose test
+drop keeps the budget, as it stood after each evaluation. Where the second curve stops rising while the
+first still climbs, the GA's later gains are the validation split's luck rather than better assignments.
+The figure ``ga_trajectory_<model>.png`` (in ``--results``) shows both curves with FAMES' reduction.
+
 How FAMES' estimates see the GA's answers (``--no-risk`` skips it): each answer's *sum of curvature* (the
 per-layer estimates summed, what the selection ILP bounds; plain multipliers, as the GA ran them, from a
 counting pass as `fames.select` makes it) against its *joint curvature* (`journal_ranking.py`: the
@@ -139,11 +145,16 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
                 "ga_seconds": row["elapsed"], "validation_drop": bound.drop_pts, "upper_bound": bound.upper_pts,
                 "accepted_by_fames_rule": bound.upper_pts <= budget, "assignment": assignment(row["choice"])}
 
+    test_drops: dict[tuple[str, ...], float] = {}
+
     def with_test_drop(info: dict[str, Any]) -> dict[str, Any]:
-        """`info` with its test drop (measured once)."""
+        """`info` with its test drop (each assignment measured once)."""
         if "test_drop" not in info:
-            test = correctness(ref, library, info["assignment"], "test", args.batch_size)
-            info["test_drop"] = 100.0 * float(base_test.mean() - test.mean())
+            key = tuple(info["assignment"].values())
+            if key not in test_drops:
+                test = correctness(ref, library, info["assignment"], "test", args.batch_size)
+                test_drops[key] = 100.0 * float(base_test.mean() - test.mean())
+            info["test_drop"] = test_drops[key]
         return info
 
     checked, ga_best, same_rule, on_test, mismatches = 0, None, None, None, 0
@@ -163,6 +174,8 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
               + (f", test drop {info['test_drop']:.2f}" if "test_drop" in info else ""), flush=True)
         if same_rule is not None and on_test is not None:
             break
+    trajectory = own_rule_bests(rows, base_err, budget, lambda row: with_test_drop(
+        {"assignment": assignment(row["choice"])})["test_drop"]) if args.trajectory else None
     curse, curse_assignments = winners_curse(feasible, base_err, budget, args.curse, lambda row: with_test_drop(
         {"assignment": assignment(row["choice"])})["test_drop"], assignment) if args.curse else (None, {})
     if args.risk:
@@ -181,7 +194,7 @@ def judge(path: Path, library, args: argparse.Namespace) -> dict[str, Any]:
             "budget": budget, "checked": checked, "error_mismatches": int(mismatches),
             "ga_best_own_rule": ga_best, "ga_best_fames_rule": same_rule, "ga_best_within_budget_on_test": on_test,
             "fames_reduction": fames["energy_reduction"], "fames_seconds": fames["fames_seconds"],
-            "fames_test_drop": fames["accuracy_drop"], "winners_curse": curse}
+            "fames_test_drop": fames["accuracy_drop"], "winners_curse": curse, "trajectory": trajectory}
 
 
 def risk_model(ref, library, batch_size: int) -> Callable[[Mapping[str, str]], dict[str, float]]:
@@ -199,6 +212,81 @@ def risk_model(ref, library, batch_size: int) -> Callable[[Mapping[str, str]], d
         return {"sum_curvature": total, "joint_curvature": 0.5 * float(np.sum(np.square(joint))) / counts.n_samples}
 
     return risk
+
+
+def own_rule_bests(rows: Sequence[dict[str, Any]], base_err: float, budget: float,
+                   test_drop: Callable[[dict[str, Any]], float]) -> list[dict[str, Any]]:
+    """Each evaluation (in journal order) that lowered the energy of the GA's own-rule best, with the new
+    best's validation and test drops and ``best_within_budget_on_test``: the largest reduction among the
+    bests so far whose test drop is below the budget (None before the first)."""
+    out: list[dict[str, Any]] = []
+    best_energy, on_test = np.inf, None
+    for i, row in enumerate(rows):
+        drop = 100.0 * (row["error"] - base_err)
+        if drop > budget + 1e-9 or row["energy"] >= best_energy - 1e-12:
+            continue
+        best_energy = row["energy"]
+        reduction, test = 100.0 * (1.0 - row["energy"]), test_drop(row)
+        if test < budget:
+            on_test = reduction
+        out.append({"evaluation": i + 1, "ga_seconds": row["elapsed"], "reduction": reduction,
+                    "validation_drop": drop, "test_drop": test, "best_within_budget_on_test": on_test})
+    return out
+
+
+def trajectory_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Markdown section: per model, where the own-rule best and its test-kept counterpart last rose."""
+    lines = []
+    for r in rows:
+        t = r.get("trajectory")
+        if not t:
+            continue
+        last = t[-1]
+        kept = [x for x in t if x["test_drop"] < r["budget"]]
+        broke = sum(x["test_drop"] >= r["budget"] for x in t)
+        lines.append([r["model"], len(t), last["evaluation"], last["reduction"], last["test_drop"],
+                      kept[-1]["evaluation"] if kept else "-", kept[-1]["reduction"] if kept else "none",
+                      kept[-1]["test_drop"] if kept else "-", f"{broke}/{len(t)}", r["fames_reduction"]])
+    if not lines:
+        return ""
+    return ("\n\n### The run's course judged on test\n\nEvery evaluation that raised the GA's own-rule best, "
+            "with that assignment's test drop (`trajectory` in the JSON record): the last such rise, and the last "
+            "one whose assignment keeps the budget on test (the best the run held, so far as the test split can "
+            "tell); broke: own-rule bests whose test drop is at or above the budget.\n\n" + markdown_table(
+                ["model", "own-rule bests", "last at evaluation", "reduction %", "test drop",
+                 "last kept on test at evaluation", "reduction %", "test drop", "broke", "FAMES %"], lines))
+
+
+def plot_trajectory(row: dict[str, Any], path: Path) -> None:
+    """The GA's own-rule best and its best kept on test, against evaluations, with FAMES' reduction."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t, total = row["trajectory"], row["ga_evaluations"]
+    evals = [x["evaluation"] for x in t] + [total]
+    own = [x["reduction"] for x in t]
+    kept = [x["best_within_budget_on_test"] for x in t]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.step(evals, own + own[-1:], where="post", color="C0", lw=2.5,
+            label="NSGA-II best (validation drop within budget)")
+    ax.step(evals, [np.nan if k is None else k for k in kept + kept[-1:]], where="post", color="C2", ls="--",
+            lw=1.5, label="the same, kept only while its test drop is within budget")
+    broke = [x for x in t if x["test_drop"] >= row["budget"]]
+    ax.scatter([x["evaluation"] for x in broke], [x["reduction"] for x in broke], marker="x", color="k",
+               zorder=3, label="bests whose test drop breaks the budget")
+    ax.axhline(row["fames_reduction"], color="C3", ls="--", lw=1, label="FAMES")
+    ax.set_xscale("log")
+    ax.set_xlabel("GA evaluations")
+    ax.set_ylabel("multiplier-energy reduction (%)")
+    ax.set_title(f"{row['model']}: NSGA-II's course at a {row['budget']:g}-point budget")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def winners_curse(feasible: Sequence[dict[str, Any]], base_err: float, budget: float, k: int,
@@ -291,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="assignments per group of the winner's-curse measurement (0: skip it)")
     p.add_argument("--no-risk", dest="risk", action="store_false",
                    help="skip FAMES' sum and joint curvature of the GA's answers")
+    p.add_argument("--no-trajectory", dest="trajectory", action="store_false",
+                   help="skip the test drops of the GA's successive own-rule bests")
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     missing = [str(j) for j in args.journals if not j.is_file()]
@@ -320,7 +410,10 @@ def main(argv: Sequence[str] | None = None) -> int:
           "the paired validation drop <= budget. Within budget on test: the best of the GA's own-rule feasible "
           "assignments whose test drop is below the budget (an oracle reading, generous to the GA: the test split "
           "picks it). Drops in points, times on the GA's journaled clock.\n\n" + table)
-    md += curse_table(rows) + risk_table(rows)
+    md += trajectory_table(rows) + curse_table(rows) + risk_table(rows)
+    for r in rows:
+        if r.get("trajectory"):
+            plot_trajectory(r, args.results / f"ga_trajectory_{r['model']}.png")
     write_outputs("ga_same_rule", record, md, args.results)
     return 0
 
