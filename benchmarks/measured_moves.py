@@ -24,17 +24,18 @@ within a slack, for three risks:
 Every answer is evaluated on the whole validation split (drop, its upper bound at the selection's level,
 and whether fames' rule accepts it) and on the test split (reported only; it steers nothing).
 
-Measured (the committed record, 2026-12-08, twelfth sitting of issue 5; one core, the other running
-benchmarks): around fames' 31.07 % (validation drop 0.78, upper bound 0.98, test 0.57) the calibration
-images rank ResNet's cheaper moves as the validation prefix does (Spearman 0.953; the estimates 0.841), and
-the local ILP finds assignments the estimates did not: with *max(calibration, estimate)* 36.8-38.2 % at
-test drops of 0.66-0.92, no higher than the GA's bests' (36.78 %: 0.92; 37.52 %: 0.99). But their
-validation drops are 1.46-1.52, and fames' rule (the upper 80 % bound within 1 point) accepts only one
-answer of the eighteen: 32.53 % (two moves; validation 0.62, upper 0.82, test 0.69), with the validation
-prefix in the risk (a fifth of the images the rule then judges on). The next ones measure 0.90 and 0.96
-(34.35 and 35.81 %, upper bounds 1.12 and 1.18). Measuring ResNet's 556 moves took 490-520 s of one core,
-about ten times `fames select`'s 47-55 s: a way to read the estimates' errors, not a search that fits the
-one-minute limit.
+Measured (the committed record, 2026-12-08, thirteenth sitting of issue 5, on an AVX2-only machine, one core,
+the other running `ga_same_rule.py`; the twelfth sitting's run on a VNNI machine gave the same answers):
+around fames' 31.07 % (validation drop 0.78, upper bound 0.98, test 0.57) the calibration images rank ResNet's
+cheaper moves as the validation prefix does (Spearman 0.953; the estimates 0.841), and the local ILP finds
+assignments the estimates did not: with *max(calibration, estimate)* 36.8-38.2 % at test drops of 0.66-0.92,
+no higher than the GA's bests' (36.78 %: 0.92; 37.52 %: 0.99; 38.96 %: 1.34). But their validation drops are
+1.46-1.52, and fames' rule (the upper 80 % bound within 1 point) accepts only one answer of the eighteen:
+32.53 % (two moves; validation 0.62, upper 0.82, test 0.69), with the validation prefix in the risk (a fifth
+of the images the rule then judges on). The next ones measure 0.90 and 0.96 (34.35 and 35.81 %, upper bounds
+1.12 and 1.18). Measuring ResNet's 556 moves took 813 s of one core here (490-520 s on the VNNI machine),
+about ten times `fames select`'s 78 s (47-55 s there): a way to read the estimates' errors, not a search that
+fits the one-minute limit.
 """
 
 from __future__ import annotations

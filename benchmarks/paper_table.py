@@ -22,19 +22,20 @@ made with the earlier 8-pass default and ``mean|t|``) and ``--threads 1 --models
 --ga-time-limit 7200 --results benchmarks/results/ga_long_lenet`` (a 2-hour GA, to see where it levels off;
 its FAMES column refreshed likewise with ``--ga-from`` its own earlier record).
 VGG and ResNet GAs continued over sittings (resume with a larger ``--ga-time-limit``; so far 26,672 s and
-56,143 s): ``--threads 1 --models vgg --ga-gen 5000 --ga-time-limit 26672 --ga-journal
+59,650 s): ``--threads 1 --models vgg --ga-gen 5000 --ga-time-limit 26672 --ga-journal
 benchmarks/results/ga_journal --results benchmarks/results/ga_journal`` and ``--threads 1 --models resnet
---ga-gen 5000 --ga-time-limit 56143 --ga-journal benchmarks/results/ga_journal_resnet --results
+--ga-gen 5000 --ga-time-limit 59650 --ga-journal benchmarks/results/ga_journal_resnet --results
 benchmarks/results/ga_journal_resnet``. In one sitting (2026-12-07) the two ran side by side, one per
 core, so those evaluations' journaled seconds are inflated (4-7 s against 2.6-3.7 s alone); the re-timed
 ratios (``--ga-long``, `search_cost.py`) do not depend on them. Both were stopped by hand at those totals
 (killed, then the same command with the journal's total replayed it to write the record). ResNet's was
-resumed four times more (ninth sitting of issue 5, 6,987 -> 8,446 evaluations; tenth, 8,446 -> 10,043;
-eleventh, 10,043 -> 11,268; twelfth, 11,268 -> 12,836; one core, the other running benchmarks) and was
+resumed five times more (ninth sitting of issue 5, 6,987 -> 8,446 evaluations; tenth, 8,446 -> 10,043;
+eleventh, 10,043 -> 11,268; twelfth, 11,268 -> 12,836; thirteenth, 12,836 -> 13,173; one core) and was
 still climbing (32.33 -> 32.63 -> 33.71 % in the ninth; 33.84 -> 33.96 -> 35.48 % in the tenth, at
 validation drops of 0.60-0.82; 36.78 % at evaluation 10,764 in the eleventh; 37.43 % by 11,537 and
-37.52 % at 12,671 in the twelfth, at validation drops of 0.84 and 0.92, then nothing better in the 165
-evaluations before it was stopped).
+37.52 % at 12,671 in the twelfth, at validation drops of 0.84 and 0.92; 38.96 % at evaluation 12,843,
+in the generation that ended at 12,857, in the thirteenth, at a validation drop of 0.76 and a test drop of
+1.34, then nothing better in the 330 evaluations before it was stopped).
 `benchmarks/ga_same_rule.py` judges those journals' assignments by FAMES' own acceptance rule.
 LeNet's 2-hour GA kept no journal, so its best (32.21 %, judged by its own point-estimate rule) cannot be
 judged by that rule; the same search with a journal, ``--threads 1 --models lenet --ga-gen 268
