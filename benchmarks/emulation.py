@@ -29,12 +29,13 @@ weights), i.e. the working set of the call. The approximate call is made without
 plan (the per-layer cache `ApproxEmulator` keeps between calls) is built inside the measured call and
 counts. On CUDA, ``torch.cuda.max_memory_allocated`` is used.
 
-Linear layers may run as exact int8 digit-pair matmuls (``int8`` in a case row; ``int8_pairs`` digit pairs
-in ``int8_matmuls`` K-concatenated int8 matmuls), conv layers as one oneDNN u8 x s8 conv over all terms
-(``int8`` in a conv row; ``int8_conv_columns`` input channels per activation channel: the terms, split into
-digits and padded as `fames.emulation.plan.int8_conv_layout` lays them out). The table's *int8* column
-shows a linear row's pairs and a conv row's columns (``c``). ``R_extra`` is still the number of
-factorisation terms minus one, i.e. the channel blocks the float path would use.
+Linear layers may run as exact int8 digit-pair matmuls (``int8`` in a case row; ``int8_pairs`` digit pairs in
+``int8_matmuls`` K-concatenated int8 matmuls), conv layers as one oneDNN u8 x s8 conv over all terms (``int8``
+in a conv row; ``int8_conv_columns`` input channels per activation channel: the terms, split into digits and
+padded as `fames.emulation.plan.int8_conv_layout` lays them out). Where the int8 matmul is slow (CPUs without
+VNNI) a linear row may run as a 1x1 conv instead (``int8_conv_columns`` set, no pairs). The table's *int8*
+column shows a linear row's pairs and the columns (``c``) of a conv row or a 1x1-conv linear row. ``R_extra`` is
+still the number of factorisation terms minus one, i.e. the channel blocks the float path would use.
 
 The library is copied once at start (``--library``, default the built-in library file) and every
 library lookup of the run, memory probes included, reads that snapshot; its path and SHA-1 are recorded.
@@ -67,8 +68,6 @@ import torch.nn.functional as F
 from fames.emulation import approx_conv2d, approx_linear, approximate_, prepare
 from fames.emulation.functional import (
     clear_workspace,
-    int8_available,
-    int8_conv_available,
     plan_conv2d_weight,
     plan_linear_weight,
 )
@@ -208,19 +207,6 @@ def gather_op(layer: dict, x: torch.Tensor, w: torch.Tensor, mul: AppMul) -> tor
     return torch.stack([table[base + wk[o][None]].sum(1) for o in range(w.shape[0])], 1)
 
 
-def layer_choice(layer: dict, w: torch.Tensor, prepared):
-    """The emulation choice `approx_op` makes for this layer (None for an exact multiplier)."""
-    if prepared.is_exact:
-        return None
-    w_lo, w_hi = prepared.fmt.w_range
-    present = torch.bincount((w - w_lo).long().flatten().cpu(), minlength=w_hi - w_lo + 1).numpy() > 0
-    k = w[0].numel()
-    divisors = [d for d in range(1, layer["cin"] + 1) if layer["cin"] % d == 0]
-    if layer["kind"] == "linear":
-        return prepared.choose(present, k, divisors, int8_available(w.device))
-    return prepared.choose(present, k, divisors, int8_conv=int8_conv_available(w.device))
-
-
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -331,13 +317,13 @@ def run_layer_cases(args: argparse.Namespace) -> tuple[str, list[dict]]:
                     we.append(WALL[id(exact)])
                     ta.append(timed(approx, args.device))
                     wa.append(WALL[id(approx)])
-                choice = layer_choice(layer, w, prepared)
+                choice = None if prepared.is_exact else plan.choice  # the choice the plan runs
                 terms = max(choice.rank, 1) if choice and choice.form >= 0 else 1  # T == 0: no conv, R = 0
                 form = prepared.forms[choice.form].name if choice and choice.form >= 0 else "exact"
-                int8_matmul = bool(choice and choice.int8 and layer["kind"] == "linear")
+                int8_matmul = plan.blocks is not None  # a linear layer on int8 digit-pair matmuls
                 pairs = len(int8_pairs(prepared.forms[choice.form], choice.terms)) if int8_matmul else 0
-                blocks = len(plan.blocks) if plan.blocks is not None else 0
-                conv_columns = plan.qconv.width if layer["kind"] == "conv" and plan.qconv is not None else 0
+                blocks = len(plan.blocks) if int8_matmul else 0
+                conv_columns = plan.qconv.width if plan.qconv is not None else 0  # a linear one: as a 1x1 conv
                 first_lib = kind != "library" or entry == tables[2][1]
                 mem_approx = measure_memory({"fmt": fmt_name, "layer": layer, "device": args.device,
                                              "kind": kind, "entry": entry, "variant": "approx",

@@ -12,7 +12,7 @@ from emulation_ref import counted_aminmax, random_appmul, random_codes, ref_conv
 
 from fames.emulation.factor import check_form
 from fames.emulation.functional import approx_conv2d, approx_linear
-from fames.emulation.plan import F32_EXACT, F64_EXACT, accumulate_dtype, prepare
+from fames.emulation.plan import F32_EXACT, F64_EXACT, accumulate_dtype, int8_weight_range, prepare
 from fames.multipliers.appmul import AppMul
 from fames.multipliers.formats import OperandFormat
 
@@ -294,6 +294,7 @@ def test_linear_float_and_int8_paths_match_reference(monkeypatch, int8: bool) ->
 
     monkeypatch.setattr(fn, "INT8_LINEAR", int8)
     monkeypatch.setattr(fn, "_INT8_OK", {})
+    _int8_conv(monkeypatch, False)  # not as a 1x1 int8 conv either (`test_linear_as_int8_conv_matches_reference`)
     if int8:
         _force_int8_linear(monkeypatch)
     int8_plans = 0
@@ -427,6 +428,35 @@ def _force_weight_max(monkeypatch, weight_max: int) -> None:
     if fn.int8_conv_weight_max(torch.device("cpu")) < weight_max:
         pytest.skip(f"no oneDNN u8 x s8 conv exact for weights up to {weight_max} on this CPU build")
     monkeypatch.setitem(fn._INT8_CONV_OK, "cpu", weight_max)
+
+
+@pytest.mark.parametrize("weight_max", WEIGHT_MAXES)
+def test_linear_as_int8_conv_matches_reference(monkeypatch, weight_max: int) -> None:
+    """Where the int8 matmul is slow (declined) but the u8 x s8 conv is exact, linear layers the cost model
+    gives to that conv run as a 1x1 conv: bit-exact for every format, leading batch dims, exact multipliers."""
+    import fames.emulation.functional as fn
+
+    _force_weight_max(monkeypatch, weight_max)
+    monkeypatch.setitem(fn._INT8_OK, "cpu", False)
+    q_lo, q_hi = int8_weight_range(weight_max)
+    conv_plans = 0
+    for i, (a_bits, w_bits, a_signed) in enumerate(FORMATS):
+        fmt, mul = _case(i, a_bits, w_bits, a_signed)
+        for m in (mul, AppMul.exact(fmt)) if i % 4 == 0 else (mul,):
+            prepared = prepare(m)
+            gen = torch.Generator().manual_seed(200 + i)
+            k = (23, 300)[i % 2]
+            x = random_codes((2, 3, k), *fmt.a_range, gen)
+            w = random_codes((5, k), *fmt.w_range, gen)
+            plan = fn.plan_linear_weight(w, prepared)
+            assert plan.blocks is None
+            if plan.qconv is not None:
+                conv_plans += 1
+                assert q_lo <= int(plan.qconv.weight.min()) and int(plan.qconv.weight.max()) <= q_hi
+            got = approx_linear(x, w, prepared, plan=plan)
+            assert got.shape == (2, 3, 5)
+            assert torch.equal(got.double(), ref_linear(x, w, m.table, fmt).double()), (m.name, fmt.name)
+    assert conv_plans > len(FORMATS) // 2
 
 
 def _int8_conv_plans(monkeypatch, muls: list[AppMul], seed: int, weight_max: int | None = None) -> list:

@@ -97,9 +97,10 @@ def test_exact_math_is_a_no_op_off_cuda():
 def test_accumulators_without_graph_run_exactly_on_integer_units(bits, signed):
     """Without a graph on the CPU, a layer without a multiplier accumulates on int8 units (an exact u8 x s8
     conv, int8 matmuls) where its codes fit: bit-equal to the float64 conv/matmul of the codes; with a graph
-    the float op runs and gradients flow."""
+    the float op runs and gradients flow. A linear layer where the int8 matmul is declined runs as a 1x1 u8 x s8
+    conv while its weight codes fit the conv's weight range in one column (two cost more than the float op)."""
     from fames.emulation.api import integer_units
-    from fames.emulation.functional import int8_available, int8_conv_available
+    from fames.emulation.functional import int8_available, int8_conv_available, int8_conv_weight_max
 
     cpu = torch.device("cpu")
     if not integer_units(cpu):
@@ -108,7 +109,8 @@ def test_accumulators_without_graph_run_exactly_on_integer_units(bits, signed):
     conv = QConv2d.from_float(nn.Conv2d(6, 5, 3, padding=1), bits, bits, a_signed=signed).eval()
     lin = QLinear.from_float(nn.Linear(40, 7), bits, bits, a_signed=signed).eval()
     for layer, x, op, units in ((conv, torch.randn(3, 6, 8, 8) * 3, F.conv2d, int8_conv_available(cpu)),
-                                (lin, torch.randn(4, 40) * 3, F.linear, int8_available(cpu))):
+                                (lin, torch.randn(4, 40) * 3, F.linear,
+                                 int8_available(cpu) or int8_conv_weight_max(cpu) >= 2 ** (bits - 1))):
         x = x if signed else x.relu()
         with torch.no_grad():
             x_int, _ = layer.input_codes(x)

@@ -39,6 +39,11 @@ int16 sums) for weights within ``[-64, 64]``, a wider weight factor then running
 the float32 conv rate on an AVX2 EPYC, where the float path made `fames select` on ResNet twice as slow).
 Set `INT8_CONV` False to force the float path.
 
+Where the int8 matmul is slow but that conv is exact (AVX2: `int8_available` declines ``torch._int_mm``, about
+30x slower than float32 there), a linear layer runs on the same conv path as a 1x1 conv over ``(N, K, 1, 1)``
+when the cost model prefers it (`fames.emulation.plan.INT8_LINEAR_CONV_COST` per column against a float32
+matmul per term: 1.3-1.8x the float32 matmul rate per column on an AVX2 EPYC).
+
 Memory accounting: a `WeightPlan` is a per-layer cache kept between calls like a parameter, and its size is
 bounded: float path ``max(WEIGHT_BUDGET, 2 |w|)`` elements of batched weights (beyond that each chunk is
 rebuilt per call); int8 path at most `INT8_CACHE` times the weight tensor's bytes of gathered int8 blocks,
@@ -62,7 +67,9 @@ import torch
 import torch.nn.functional as F
 
 from fames.emulation.plan import (
+    INT8_CONV_COST,
     INT8_DIGIT_MAX,
+    INT8_LINEAR_CONV_COST,
     INT8_WEIGHT_FULL,
     INT8_WEIGHT_PAIR_SAFE,
     PACKED_WIDTHS,
@@ -400,17 +407,20 @@ def _exact_dtype(prepared: PreparedTable, k: int) -> torch.dtype:
 
 def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batched,
           per_chunk: int | None = None, int8: bool = False, groups: int = 0,
-          weight_max: int = INT8_WEIGHT_FULL) -> WeightPlan:
+          weight_max: int = INT8_WEIGHT_FULL, linear_conv: bool = False) -> WeightPlan:
     """Choose the form for these weight codes and plan the batched weight of every term chunk (cached
     when all chunks together stay within ``max(WEIGHT_BUDGET, 2 |w|)`` elements, else built per call).
     With ``int8`` the choice may run on integer units: int8 digit-pair matmuls for a linear layer
     (`_plan_int8`), one u8 x s8 conv for a conv layer (``groups > 0``; `_plan_int8_conv`, its weight side
-    within `weight_max`)."""
+    within `weight_max`) or, with ``linear_conv``, for a linear layer as a 1x1 conv."""
     w_lo, w_hi = prepared.fmt.w_range
     _check_range(w_int, w_lo, w_hi, "weight")
     shape = tuple(w_int.shape)
+    conv = groups > 0 or linear_conv
+    int8_mm, int8_conv = int8 and not conv, int8 and conv
+    conv_cost = INT8_LINEAR_CONV_COST if linear_conv else INT8_CONV_COST
     if prepared.is_exact:
-        choice = prepared.choose(None, k, [], int8 and not groups, int8 and groups > 0, weight_max)
+        choice = prepared.choose(None, k, [], int8_mm, int8_conv, weight_max, conv_cost)
         if not choice.int8:
             return WeightPlan(choice, None, 1, [], _exact_dtype(prepared, k), shape)
     widx = w_int.detach().to(torch.int32)  # 32-bit weight indices (no int64 copy of the weight)
@@ -418,10 +428,10 @@ def _plan(w_int: torch.Tensor, prepared: PreparedTable, k: int, cin_g: int, batc
         widx.sub_(w_lo)
     if not prepared.is_exact:
         present = torch.bincount(widx.flatten(), minlength=w_hi - w_lo + 1).cpu().numpy() > 0
-        choice = prepared.choose(present, k, _divisors(cin_g), int8 and not groups, int8 and groups > 0,
-                                 weight_max)
-    if choice.int8 and groups:
-        return _plan_int8_conv(w_int, widx, prepared, choice, groups)
+        choice = prepared.choose(present, k, _divisors(cin_g), int8_mm, int8_conv, weight_max, conv_cost)
+    if choice.int8 and conv:
+        w4 = w_int if groups else w_int.view(*shape, 1, 1)  # a linear layer: (Cout, K, 1, 1)
+        return _plan_int8_conv(w4, widx.view(w4.shape), prepared, choice, max(groups, 1))
     if choice.int8:
         return _plan_int8(w_int, widx.flatten(), prepared, choice, k)
     p, q, denom = prepared.factors(choice, w_int.device)
@@ -548,12 +558,14 @@ def plan_conv2d_weight(w_int: torch.Tensor, prepared: PreparedTable, groups: int
 
 
 def plan_linear_weight(w_int: torch.Tensor, prepared: PreparedTable) -> WeightPlan:
-    """Weight side of `approx_linear` for weight codes `w_int` ``(out_features, in_features)``.
+    """Weight side of `approx_linear` for weight codes `w_int` ``(out_features, in_features)``: int8 digit-pair
+    matmuls where ``torch._int_mm`` is fast, else possibly a 1x1 u8 x s8 conv (`qconv` set), else float.
 
     Raises:
         ValueError: weight codes outside the format, or no exact float accumulation.
     """
     cout, cin = w_int.shape
+    dev = w_int.device
 
     def batched(qw: torch.Tensor, r: int, choice: Choice) -> torch.Tensor:  # qw: (cout, cin, r)
         s = choice.slices
@@ -561,7 +573,11 @@ def plan_linear_weight(w_int: torch.Tensor, prepared: PreparedTable) -> WeightPl
             return qw.reshape(cout, cin * r).contiguous()
         return qw.reshape(cout, s, cin // s * r).permute(1, 2, 0).contiguous()
 
-    return _plan(w_int, prepared, cin, cin, batched, per_chunk=1, int8=int8_available(w_int.device))
+    if int8_available(dev):
+        return _plan(w_int, prepared, cin, cin, batched, per_chunk=1, int8=True)
+    weight_max = int8_conv_weight_max(dev)
+    return _plan(w_int, prepared, cin, cin, batched, per_chunk=1, int8=weight_max > 0,
+                 weight_max=weight_max or INT8_WEIGHT_FULL, linear_conv=True)
 
 
 @torch.no_grad()
@@ -812,6 +828,10 @@ def approx_linear(
     if plan.blocks is not None:
         _check_range(x_int, a_lo, a_hi, "activation")  # before the reshape: a view is not the issued tensor
         return _linear_int8(x_int.reshape(-1, cin), w_int, prepared, plan).reshape(*lead, cout)
+    if plan.qconv is not None:  # a 1x1 u8 x s8 conv over (M, K, 1, 1)
+        _check_range(x_int, a_lo, a_hi, "activation")
+        x4 = x_int.reshape(-1, cin, 1, 1)
+        return _conv_int8(x4, plan, a_lo, 1, (0, 0), 1, False, 1, 1).reshape(*lead, cout)
     if plan.p is None:
         with _exact_math(x_int.device):
             return F.linear(x_int.to(plan.dtype), w_int.to(plan.dtype))

@@ -51,6 +51,9 @@ F64_COST = 8.0
 INT8_PAIR_COST = 0.4  # one int8 digit-pair matmul (weight side gathered per call) vs one float32 matmul
 INT8_DIGIT_MAX = 128 * 128  # largest |digit product|; int32 accumulation needs K * this < 2^31
 INT8_CONV_COST = 0.35  # one term of a oneDNN u8 x s8 conv vs one float32 conv (3-4.5x faster on VNNI)
+# A linear layer run as a 1x1 u8 x s8 conv (CPUs whose int8 matmul is slow): one term vs one float32 matmul
+# (0.57-0.79 measured on an AVX2 EPYC, N 256, 800 -> 500, 1-8 terms)
+INT8_LINEAR_CONV_COST = 0.8
 PACKED_WIDTHS = (1, 2, 4, 8)  # int8 conv terms per code fetched as one 8/16/32/64-bit value
 U8_PRODUCT_MAX = 255 * 128  # largest |u8 x s8 product| before the zero point is taken off (int32 sums)
 INT8_SPLIT_SCALES = (128, 64, 32, 16, 8, 4, 2, 1)  # int8 conv: a split term's high digit as (256/s) H x s Q
@@ -279,18 +282,21 @@ class PreparedTable:
         return make_form("exact", "table", a[:, None], w[:, None])
 
     def choose(self, present: np.ndarray | None, k: int, divisors: list[int], int8: bool = False,
-               int8_conv: bool = False, weight_max: int = INT8_WEIGHT_FULL) -> Choice:
+               int8_conv: bool = False, weight_max: int = INT8_WEIGHT_FULL,
+               conv_cost: float = INT8_CONV_COST) -> Choice:
         """Cheapest exact choice for a layer whose weight codes occur where `present` is True.
 
         With ``int8=True`` (linear layers on a CPU with an int8 matmul) a form may instead be run as int8
         digit-pair matmuls, costing `INT8_PAIR_COST` per pair (`int8_pairs`); with ``int8_conv=True`` (conv
-        layers on a CPU with oneDNN's u8 x s8 conv) as one int8 conv, costing `INT8_CONV_COST` per term
-        (`int8_conv_columns`, its weight side within `weight_max`). The cheapest wins.
+        layers on a CPU with oneDNN's u8 x s8 conv) as one int8 conv, costing `conv_cost` per term
+        (`int8_conv_columns`, its weight side within `weight_max`; `INT8_LINEAR_CONV_COST` for a linear layer
+        run as a 1x1 conv). The cheapest wins.
 
         Raises:
             ValueError: when no form is exactly representable in float64 for this `k`.
         """
-        key = (None if present is None else present.tobytes(), k, tuple(divisors), int8, int8_conv, weight_max)
+        key = (None if present is None else present.tobytes(), k, tuple(divisors), int8, int8_conv, weight_max,
+               conv_cost)
         if key in self._choices:
             return self._choices[key]
         if self.is_exact:  # the layer's own op, or the identity factors on integer units where cheaper
@@ -300,7 +306,7 @@ class PreparedTable:
                 best = min(best, Choice(-1, (0,), torch.float32, 1, len(pairs) * INT8_PAIR_COST, True),
                            key=lambda c: c.cost)
             if int8_conv and (columns := int8_conv_columns(identity, (0,), k, weight_max)) is not None:
-                cost = int8_conv_width(columns[0].shape[1]) * INT8_CONV_COST
+                cost = int8_conv_width(columns[0].shape[1]) * conv_cost
                 best = min(best, Choice(-1, (0,), torch.float32, 1, cost, True, columns[2], weight_max),
                            key=lambda c: c.cost)
             self._choices[key] = best
@@ -323,7 +329,7 @@ class PreparedTable:
                 if int8_feasible(k, pairs) and cost < best.cost:
                     best = Choice(i, terms, acc[0], acc[1], cost, True)
             if int8_conv and (columns := int8_conv_columns(form, terms, k, weight_max)) is not None:
-                cost = int8_conv_width(columns[0].shape[1]) * INT8_CONV_COST
+                cost = int8_conv_width(columns[0].shape[1]) * conv_cost
                 if cost < best.cost:
                     best = Choice(i, terms, torch.float32, 1, cost, True, columns[2], weight_max)
         if best is None:
