@@ -831,7 +831,8 @@ def approx_linear(
     if plan.qconv is not None:  # a 1x1 u8 x s8 conv over (M, K, 1, 1)
         _check_range(x_int, a_lo, a_hi, "activation")
         x4 = x_int.reshape(-1, cin, 1, 1)
-        return _conv_int8(x4, plan, a_lo, 1, (0, 0), 1, False, 1, 1).reshape(*lead, cout)
+        acc = _conv_int8(x4, plan, a_lo, stride=1, padding=(0, 0), dilation=1, pad_taps=False, oh=1, ow=1)
+        return acc.reshape(*lead, cout)
     if plan.p is None:
         with _exact_math(x_int.device):
             return F.linear(x_int.to(plan.dtype), w_int.to(plan.dtype))
