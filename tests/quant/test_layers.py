@@ -141,3 +141,39 @@ def test_inference_forward_in_place_equals_the_graph_forward(make):
     assert all(torch.equal(p, q) for p, q in zip(layer.parameters(), params_before, strict=True))
     slow.sum().backward()
     assert x.grad is not None and layer.weight.grad is not None
+
+
+def test_logits_do_not_depend_on_the_accumulators_path(monkeypatch):
+    """A model whose float work after a conv follows the memory layout (a global average pool) gives
+    bit-identical outputs whether its convs accumulate on the int8 path (channels-last) or as float convs
+    (NCHW): every conv accumulator leaves the layer channels-last. Without that the pooled means differ."""
+    import fames.emulation.functional as fn
+    from fames.emulation.api import integer_units
+
+    cpu = torch.device("cpu")
+    if not integer_units(cpu) or not fn.int8_conv_available(cpu):
+        pytest.skip("no exact int8 conv on this CPU build: every conv takes the float path")
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x = torch.randn(64, 3, 14, 14)
+    with torch.no_grad():
+        for bn in (net[1], net[4]):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    quantize_(net.eval(), {"0": 4, "3": 4}, calibration=x)
+
+    def pooled(int8: bool) -> torch.Tensor:
+        monkeypatch.setattr(fn, "INT8_CONV", int8)
+        monkeypatch.setattr(fn, "_INT8_CONV_OK", {})
+        monkeypatch.setattr(fn, "_INT8_OK", {} if int8 else {"cpu": False})
+        for layer in (net[0], net[3]):
+            layer.__dict__.pop("_exact_emulator", None)
+        with torch.no_grad():
+            return net(x)
+
+    on_int8, on_float = pooled(True), pooled(False)
+    plan = net[3].__dict__["_exact_emulator"]._plan
+    assert plan is None or not plan[1].choice.int8  # the last run took the float path
+    assert torch.equal(on_int8, on_float)

@@ -129,6 +129,19 @@ class QConv2d(QuantLayer, nn.Conv2d):
     def integer_op(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x_int, w_int, None, self.stride, self.padding, self.dilation, self.groups)
 
+    def accumulate(self, x_int: torch.Tensor, w_int: torch.Tensor) -> torch.Tensor:
+        """The accumulator, channels-last in inference whichever path computed it.
+
+        The integer values are the same on every path (oneDNN's int8 conv, which gives channels-last, or a
+        float conv, which gives NCHW), but float work after the layer whose order follows the memory layout
+        (ResNet's global average pool) would round differently, so a model's logits would depend on which
+        path each layer took: about 5e-3 on ResNet's, enough to turn a close call of the budget search on
+        another kind of CPU. One layout makes them bit-identical (`tests/quant/test_layers.py`); channels-last
+        is what the int8 path gives anyway, so there the call costs nothing. Training (autograd) is left
+        as it was."""
+        acc = super().accumulate(x_int, w_int)
+        return acc if acc.requires_grad else acc.contiguous(memory_format=torch.channels_last)
+
     def _scale_shape(self, acc: torch.Tensor) -> tuple[int, ...]:
         return (1, -1, 1, 1)
 
